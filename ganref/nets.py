@@ -1,0 +1,111 @@
+"""Shared networks: MLP generator/discriminator for 2-D toys, small conv nets for 8x8 images.
+
+The discriminators have no batch norm, so every loss in the book (including the WGAN-GP
+penalty, which is per sample) can use them unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ganref.utils import check_positive_int
+
+
+def mlp(in_dim: int, out_dim: int, hidden: int = 128, depth: int = 3,
+        act: type[nn.Module] = nn.ReLU, out_act: nn.Module | None = None) -> nn.Sequential:
+    """``depth`` hidden layers of width ``hidden`` with activation ``act``, then a linear output."""
+    check_positive_int("in_dim", in_dim)
+    check_positive_int("out_dim", out_dim)
+    check_positive_int("hidden", hidden)
+    check_positive_int("depth", depth)
+    layers: list[nn.Module] = []
+    width = in_dim
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), act()]
+        width = hidden
+    layers.append(nn.Linear(width, out_dim))
+    if out_act is not None:
+        layers.append(out_act)
+    return nn.Sequential(*layers)
+
+
+class MLPGenerator(nn.Module):
+    """G: z (B, z_dim) -> x (B, out_dim)."""
+
+    def __init__(self, z_dim: int = 2, out_dim: int = 2, hidden: int = 128, depth: int = 3):
+        super().__init__()
+        self.z_dim = z_dim
+        self.net = mlp(z_dim, out_dim, hidden, depth)
+
+    def forward(self, z: Tensor) -> Tensor:
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must have shape (B, {self.z_dim}), got {tuple(z.shape)}")
+        return self.net(z)
+
+
+class MLPDiscriminator(nn.Module):
+    """D: x (B, in_dim) -> logit (B,). Returns logits; the probability is ``sigmoid(logit)``."""
+
+    def __init__(self, in_dim: int = 2, hidden: int = 128, depth: int = 3,
+                 act: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        self.in_dim = in_dim
+        self.net = mlp(in_dim, 1, hidden, depth, act=act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"x must have shape (B, {self.in_dim}), got {tuple(x.shape)}")
+        return self.net(x).squeeze(1)
+
+
+class ConvGenerator(nn.Module):
+    """DCGAN-style G for 8x8 images: z (B, z_dim) -> x (B, C, 8, 8) in [-1, 1].
+
+    Linear to (ch, 2, 2), then two stride-2 transposed convolutions with batch norm and ReLU.
+    """
+
+    def __init__(self, z_dim: int = 32, channels: int = 1, width: int = 32):
+        super().__init__()
+        self.z_dim, self.width = z_dim, width
+        self.fc = nn.Sequential(nn.Linear(z_dim, 2 * width * 2 * 2), nn.BatchNorm1d(2 * width * 2 * 2), nn.ReLU())
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1),  # (B, width, 4, 4)
+            nn.BatchNorm2d(width), nn.ReLU(),
+            nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1),  # (B, C, 8, 8)
+            nn.Tanh(),
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must have shape (B, {self.z_dim}), got {tuple(z.shape)}")
+        return self.net(self.fc(z).view(-1, 2 * self.width, 2, 2))
+
+
+class ConvDiscriminator(nn.Module):
+    """D for 8x8 images: x (B, C, 8, 8) -> logit (B,). LeakyReLU(0.2), no batch norm."""
+
+    def __init__(self, channels: int = 1, width: int = 32):
+        super().__init__()
+        self.channels = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 3, stride=1, padding=1), nn.LeakyReLU(0.2),  # (B, w, 8, 8)
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, 2w, 4, 4)
+            nn.Conv2d(2 * width, 4 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, 4w, 2, 2)
+        )
+        self.out = nn.Linear(4 * width * 2 * 2, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1:] != (self.channels, 8, 8):
+            raise ValueError(f"x must have shape (B, {self.channels}, 8, 8), got {tuple(x.shape)}")
+        return self.out(self.net(x).flatten(1)).squeeze(1)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def sample_z(n: int, z_dim: int, generator: torch.Generator | None = None,
+             device: torch.device | str = "cpu") -> Tensor:
+    """z ~ N(0, I), shape (n, z_dim), drawn on the CPU from ``generator`` and moved to ``device``."""
+    return torch.randn(n, z_dim, generator=generator).to(device)

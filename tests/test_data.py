@@ -1,0 +1,83 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ganref import data
+
+
+def test_ring8_means_and_std():
+    mix = data.ring8()
+    assert mix.means.shape == (8, 2) and mix.std == 0.02
+    torch.testing.assert_close(mix.means.norm(dim=1), torch.full((8,), 2.0, dtype=torch.float64))
+    angles = torch.atan2(mix.means[:, 1], mix.means[:, 0]) % (2 * math.pi)
+    torch.testing.assert_close(angles.sort().values, torch.arange(8, dtype=torch.float64) * math.pi / 4)
+    # Samples: each one's offset from its nearest mean has std 0.02 per coordinate
+    x = mix.sample(200_000, torch.Generator().manual_seed(0)).double()
+    nearest = torch.cdist(x, mix.means).argmin(1)
+    offset = x - mix.means[nearest]
+    assert abs(offset.std().item() - 0.02) < 0.02 * 0.01  # 1% of std with 400k coordinates
+    assert offset.mean(0).abs().max() < 5 * 0.02 / math.sqrt(200_000)
+    counts = torch.bincount(nearest, minlength=8).double() / len(x)
+    assert (counts - 1 / 8).abs().max() < 0.005
+
+
+def test_grid25_means():
+    mix = data.grid25()
+    assert mix.means.shape == (25, 2) and mix.std == 0.05
+    assert sorted(set(mix.means[:, 0].tolist())) == [-4.0, -2.0, 0.0, 2.0, 4.0]
+    assert len({tuple(m) for m in mix.means.tolist()}) == 25
+
+
+def test_log_prob_matches_scipy_closed_form():
+    from scipy.stats import multivariate_normal
+
+    mix = data.ring8(std=0.3)
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 2
+    expected = sum(multivariate_normal(m.numpy(), 0.09 * np.eye(2)).pdf(x.numpy())
+                   for m in mix.means) / 8
+    torch.testing.assert_close(mix.log_prob(x).exp(), torch.tensor(expected), rtol=1e-10, atol=0)
+
+
+def test_sampling_is_seeded():
+    a = data.grid25().sample(100, torch.Generator().manual_seed(3))
+    b = data.grid25().sample(100, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    s1 = data.swiss_roll(100, torch.Generator().manual_seed(3))
+    s2 = data.swiss_roll(100, torch.Generator().manual_seed(3))
+    assert s1.shape == (100, 2) and torch.equal(s1, s2)
+
+
+def test_digits_scaled_with_labels_and_split():
+    x, y = data.digits()
+    assert x.shape == (1797, 1, 8, 8) and y.shape == (1797,)
+    assert x.min() == -1 and x.max() == 1
+    assert set(y.tolist()) == set(range(10))
+    xtr, ytr = data.digits("train")
+    xte, yte = data.digits("test")
+    assert len(xtr) + len(xte) == 1797 and abs(len(xte) - 0.2 * 1797) < 1
+
+
+def test_batch_sampler_from_tensor_and_callable():
+    table = torch.arange(10.0).unsqueeze(1)
+    sample = data.batch_sampler(table, 4)
+    b = sample(torch.Generator().manual_seed(0))
+    assert b.shape == (4, 1) and set(b.flatten().tolist()) <= set(range(10))
+    s2 = data.batch_sampler(data.ring8().sample, 7)
+    assert s2(torch.Generator().manual_seed(0)).shape == (7, 2)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: data.toy("moons"), "dataset must be one of"),
+    (lambda: data.mixture("swiss_roll"), "mixture must be"),
+    (lambda: data.digits("valid"), "split must be"),
+    (lambda: data.batch_sampler(torch.zeros(3, 2), 0), "batch_size must be"),
+    (lambda: data.batch_sampler(torch.zeros(0, 2), 4), "non-empty"),
+    (lambda: data.ring8().sample(-5), "n must be"),
+    (lambda: data.ring8().log_prob(torch.zeros(3, 3)), r"x must have shape \(N, 2\)"),
+    (lambda: data.GaussianMixture(torch.zeros(2, 2), std=0.0), "std must be > 0"),
+])
+def test_bad_inputs(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
