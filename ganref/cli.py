@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "book":
             from ganref import site
 
-            index = site.build_site(profile=args.profile or "cpu", runs_dir=args.out)
+            from ganref.utils import resolve_profile
+
+            index = site.build_site(profile=resolve_profile(args.profile), runs_dir=args.out)
             print(f"site built: open {index}")
             return 0
         if args.command == "data":
