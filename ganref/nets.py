@@ -101,6 +101,66 @@ class ConvDiscriminator(nn.Module):
         return self.out(self.net(x).flatten(1)).squeeze(1)
 
 
+UPSAMPLING = ("transposed", "nearest", "bilinear")
+
+
+def _up_block(c_in: int, c_out: int, upsample: str) -> list[nn.Module]:
+    """Double the resolution: a stride-2 4x4 transposed conv, or a fixed upsampling then a 3x3 conv."""
+    if upsample == "transposed":
+        return [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)]
+    return [nn.Upsample(scale_factor=2, mode=upsample), nn.Conv2d(c_in, c_out, 3, padding=1)]
+
+
+class ConvGenerator32(nn.Module):
+    """DCGAN-style G for 32x32 images: z (B, z_dim) -> x (B, C, 32, 32) in [-1, 1].
+
+    Linear to (4w, 4, 4), then three resolution doublings (4 -> 8 -> 16 -> 32) with batch norm and
+    ReLU. ``upsample`` picks how each doubling is done: ``"transposed"`` (stride-2 transposed
+    convolutions, which can leave checkerboard artefacts; Odena et al. 2016) or ``"nearest"`` /
+    ``"bilinear"`` upsampling followed by a 3x3 convolution.
+    """
+
+    def __init__(self, z_dim: int = 64, channels: int = 1, width: int = 32, upsample: str = "transposed"):
+        super().__init__()
+        if upsample not in UPSAMPLING:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLING)}, got {upsample!r}")
+        check_positive_int("width", width)
+        self.z_dim, self.width, self.upsample = z_dim, width, upsample
+        w = width
+        self.fc = nn.Sequential(nn.Linear(z_dim, 4 * w * 4 * 4), nn.BatchNorm1d(4 * w * 4 * 4), nn.ReLU())
+        self.net = nn.Sequential(
+            *_up_block(4 * w, 2 * w, upsample), nn.BatchNorm2d(2 * w), nn.ReLU(),  # (B, 2w, 8, 8)
+            *_up_block(2 * w, w, upsample), nn.BatchNorm2d(w), nn.ReLU(),  # (B, w, 16, 16)
+            *_up_block(w, channels, upsample), nn.Tanh(),  # (B, C, 32, 32)
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must have shape (B, {self.z_dim}), got {tuple(z.shape)}")
+        return self.net(self.fc(z).view(-1, 4 * self.width, 4, 4))
+
+
+class ConvDiscriminator32(nn.Module):
+    """D for 32x32 images: x (B, C, 32, 32) -> logit (B,). Stride-2 4x4 convs, LeakyReLU(0.2), no batch norm."""
+
+    def __init__(self, channels: int = 1, width: int = 32):
+        super().__init__()
+        check_positive_int("width", width)
+        self.channels = channels
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, w, 16, 16)
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, 2w, 8, 8)
+            nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # (B, 4w, 4, 4)
+        )
+        self.out = nn.Linear(4 * w * 4 * 4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1:] != (self.channels, 32, 32):
+            raise ValueError(f"x must have shape (B, {self.channels}, 32, 32), got {tuple(x.shape)}")
+        return self.out(self.net(x).flatten(1)).squeeze(1)
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

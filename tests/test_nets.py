@@ -27,3 +27,20 @@ def test_discriminators_have_no_batch_norm():
 def test_bad_inputs(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("upsample", ["transposed", "nearest", "bilinear"])
+def test_32x32_nets(upsample):
+    g = nets.ConvGenerator32(z_dim=8, channels=3, width=8, upsample=upsample)
+    x = g(torch.randn(2, 8))
+    assert x.shape == (2, 3, 32, 32) and x.abs().max() <= 1
+    assert nets.ConvDiscriminator32(channels=3, width=8)(x).shape == (2,)
+    kinds = {type(m) for m in g.modules()}
+    assert (torch.nn.ConvTranspose2d in kinds) == (upsample == "transposed")
+
+
+def test_32x32_bad_inputs():
+    with pytest.raises(ValueError, match="upsample must be one of transposed, nearest, bilinear"):
+        nets.ConvGenerator32(upsample="pixelshuffle")
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 1, 32, 32\)"):
+        nets.ConvDiscriminator32()(torch.zeros(2, 1, 8, 8))
