@@ -13,31 +13,13 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ganref.utils import resolve_profile
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results and checkpoints are meant to be read
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from ganref.utils import atomic_write, resolve_profile
 
 
 def _plain(value: Any, key: str) -> Any:
@@ -92,7 +74,7 @@ class Report:
 
     def _write(self) -> None:
         self.data["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        atomic_write_text(self.path, json.dumps(self.data, indent=2, sort_keys=False) + "\n")
+        atomic_write(self.path, json.dumps(self.data, indent=2, sort_keys=False) + "\n")
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:

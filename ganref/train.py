@@ -8,9 +8,9 @@ identical parameters.
 
 from __future__ import annotations
 
+import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ganref.utils import check_positive_int
+from ganref.utils import atomic_write, check_positive_int
 
 CHECKPOINT_FORMAT = "ganref-checkpoint-1"
 
@@ -102,20 +102,10 @@ def _shapes(modules: Mapping[str, nn.Module]) -> dict[str, dict[str, tuple[int, 
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results and checkpoints are meant to be read
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` into memory, then an atomic write: never a half-written checkpoint."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, buf.getvalue())
 
 
 def save_checkpoint(state: State, path: str | os.PathLike) -> None:
