@@ -8,13 +8,15 @@ or class probabilities), is computed in float64 NumPy, and returns Python floats
   Implicit Variational Learning", arXiv:1705.07761 (Sec. 5.1: high-quality samples within three
   standard deviations of the nearest mode; a mode is recovered if it has one).
 - Stacked digits: Metz et al. 2017 (Unrolled GANs, arXiv:1611.02163) and PacGAN (Lin et al. 2018,
-  arXiv:1712.04086): 1,000 modes, their number covered and :math:`KL(p_{modes} \\| U)`.
+  arXiv:1712.04086): 1,000 modes, their number covered and :math:`KL(p_{modes} \\| U)`;
+  :func:`expected_modes` gives the number a perfect uniform generator covers with n samples.
 - FID: Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
   Equilibrium", arXiv:1706.08500:
   :math:`d^2 = \\|\\mu_1 - \\mu_2\\|^2
   + \\mathrm{Tr}(\\Sigma_1 + \\Sigma_2 - 2(\\Sigma_1^{1/2}\\Sigma_2\\Sigma_1^{1/2})^{1/2})`.
 - KID: Binkowski et al. 2018, "Demystifying MMD GANs", arXiv:1801.01401: unbiased MMD^2 with the
-  cubic polynomial kernel :math:`k(x, y) = (x^\\top y / d + 1)^3`.
+  cubic polynomial kernel :math:`k(x, y) = (x^\\top y / d + 1)^3`, averaged over subsets;
+  :func:`mmd2` is the same estimate on the full sets, the value KID's subset average is unbiased for.
 - Precision/recall: Kynkaanniemi et al. 2019, "Improved Precision and Recall Metric for Assessing
   Generative Models", arXiv:1904.06991 (k-NN balls, Eq. (1)-(2)).
 - IS: Salimans et al. 2016, "Improved Techniques for Training GANs", arXiv:1606.03498:
@@ -43,8 +45,8 @@ import torch
 from ganref.classifier import digit_features, digit_labels, digit_probs  # noqa: F401  (features of 8x8 digits)
 from ganref.utils import check_positive_int
 
-__all__ = ["mode_coverage", "stacked_modes", "fid", "kid", "precision_recall", "knn_radii", "inception_score",
-           "digit_features", "digit_probs", "digit_labels"]
+__all__ = ["mode_coverage", "stacked_modes", "expected_modes", "fid", "kid", "mmd2", "precision_recall", "knn_radii",
+           "inception_score", "digit_features", "digit_probs", "digit_labels"]
 
 # Rows per block of a chunked pairwise-distance computation are chosen so that one block holds at
 # most this many float64 entries (2**22 entries = 32 MiB; with its temporaries ~100 MiB), whatever N is.
@@ -180,6 +182,34 @@ def stacked_modes(labels3: object, n_classes: int = 10) -> dict[str, float | int
     return {"modes": int((counts > 0).sum()), "n_modes": int(n_modes), "kl": _kl_to_uniform(counts)}
 
 
+def expected_modes(n_samples: int, n_modes: int) -> tuple[float, float]:
+    """Mean and std of the number of distinct modes hit by ``n_samples`` uniform draws over ``n_modes``.
+
+    The yardstick for :func:`stacked_modes`: a generator that matches a uniform 1,000-mode data
+    set still covers only about :math:`K(1 - e^{-n/K})` modes with n samples. With
+    :math:`q_1 = (1 - 1/K)^n` (a given mode is missed) and :math:`q_2 = (1 - 2/K)^n` (two given
+    modes are both missed), the count of covered modes :math:`K - \\sum_m 1[m \\text{ missed}]` has
+
+    :math:`\\mathbb{E} = K(1 - q_1)`, :math:`\\mathrm{Var} = K q_1 (1 - q_1) + K(K - 1)(q_2 - q_1^2)`.
+
+    Args:
+        n_samples: number of independent draws n.
+        n_modes: number of equally likely modes K.
+    Returns:
+        (mean, std) of the number of distinct modes covered.
+    """
+    n = check_positive_int("n_samples", n_samples)
+    k = check_positive_int("n_modes", n_modes)
+    q1 = math.exp(n * math.log1p(-1.0 / k)) if k > 1 else 0.0  # (1 - 1/K)^n; log1p keeps it accurate for large K
+    q2 = math.exp(n * math.log1p(-2.0 / k)) if k > 2 else 0.0  # (1 - 2/K)^n; 0 for K = 2 (and unused for K = 1)
+    mean = k * (1.0 - q1)
+    var = k * q1 * (1.0 - q1) + k * (k - 1) * (q2 - q1 * q1)  # Var of a sum of K dependent indicators
+    scale = k * q1 * (1.0 - q1) + k * (k - 1) * (q2 + q1 * q1)  # size of the terms that cancel
+    if var <= 8 * np.finfo(np.float64).eps * scale:  # rounding noise (e.g. n = 1, where Var = 0 exactly)
+        var = 0.0
+    return float(mean), float(math.sqrt(var))
+
+
 # ----------------------------------------------------------------------------- FID
 
 
@@ -284,6 +314,37 @@ def kid(real: object, fake: object, subsets: int = 100, subset_size: int = 1000,
         idx_f = rng.choice(len(y), subset_size, replace=False)
         values[i] = _mmd2_unbiased(x[idx_r], y[idx_f])
     return float(values.mean()), float(values.std())
+
+
+def mmd2(real: object, fake: object) -> float:
+    """The unbiased MMD^2 of KID's cubic kernel over *all* rows of both sets (no subsets).
+
+    :func:`kid` averages this estimate over random subsets of equal size; since each subset's
+    estimate is unbiased, its expectation over the subsets drawn without replacement is exactly
+    this number computed on the full sets (which may differ in size). Kernel blocks are summed
+    row block by row block, so memory stays bounded for any N; time is O((N + M)^2 D).
+
+    Args:
+        real, fake: (N, D) and (M, D) features, N, M >= 2.
+    Returns:
+        :math:`\\frac{1}{N(N-1)}\\sum_{i \\ne j} k(x_i, x_j) + \\frac{1}{M(M-1)}\\sum_{i \\ne j} k(y_i, y_j)
+        - \\frac{2}{NM}\\sum_{i, j} k(x_i, y_j)` (Gretton et al. 2012, Eq. (3)); it can be below 0.
+    """
+    x = _as_matrix("real", real, min_rows=2)
+    y = _as_matrix("fake", fake, min_rows=2)
+    _same_dim("real", x, "fake", y)
+
+    def kernel_sum(a: np.ndarray, b: np.ndarray) -> float:  # sum_{i, j} k(a_i, b_j), in row blocks
+        rows = _block_rows(len(b))
+        return float(sum(_cubic_kernel(a[s:s + rows], b).sum() for s in range(0, len(a), rows)))
+
+    def diagonal(a: np.ndarray) -> float:  # sum_i k(a_i, a_i)
+        return float(np.sum((np.sum(a * a, axis=1) / a.shape[1] + 1.0) ** 3))
+
+    m, n = len(x), len(y)
+    term_xx = (kernel_sum(x, x) - diagonal(x)) / (m * (m - 1))  # mean over i != j
+    term_yy = (kernel_sum(y, y) - diagonal(y)) / (n * (n - 1))
+    return term_xx + term_yy - 2 * kernel_sum(x, y) / (m * n)  # Eq. (3)
 
 
 # ----------------------------------------------------------------------------- precision / recall

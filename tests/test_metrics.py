@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -125,6 +126,26 @@ def test_stacked_modes_bad_inputs(labels, n_classes, word):
         metrics.stacked_modes(labels, n_classes=n_classes)
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_expected_modes_matches_exact_enumeration(n, k):
+    # every one of the K^n equally likely draw sequences, its number of distinct modes counted
+    counts = np.array([len(set(seq)) for seq in itertools.product(range(k), repeat=n)], dtype=np.float64)
+    mean, std = metrics.expected_modes(n, k)
+    assert mean == pytest.approx(counts.mean(), rel=1e-12, abs=1e-12)
+    assert std == pytest.approx(counts.std(), rel=1e-9, abs=1e-12)
+
+
+def test_expected_modes_large_k_matches_the_poisson_limit_and_simulation():
+    mean, std = metrics.expected_modes(2000, 1000)
+    assert mean == pytest.approx(1000 * (1 - (1 - 1e-3) ** 2000), rel=1e-12)
+    assert mean == pytest.approx(1000 * (1 - math.exp(-2)), rel=2e-3)  # K(1 - e^{-n/K}) for large K
+    rng = np.random.default_rng(0)
+    sims = np.array([np.unique(rng.integers(0, 1000, 2000)).size for _ in range(1000)])
+    assert sims.mean() == pytest.approx(mean, abs=4 * std / math.sqrt(len(sims)))  # 4 standard errors
+    assert sims.std() == pytest.approx(std, rel=0.1)  # a std estimated from 1000 draws is off by ~2.2%
+
+
 # ----------------------------------------------------------------------------- FID
 
 
@@ -202,6 +223,27 @@ def test_kid_same_distribution_is_near_zero_and_a_shift_is_not():
     assert shifted > 10 * shifted_std
     assert metrics.kid(x, y, subsets=5, subset_size=100, seed=7) == metrics.kid(x, y, subsets=5, subset_size=100, seed=7)
     assert metrics.kid(x, y, subsets=5, subset_size=100, seed=7) != metrics.kid(x, y, subsets=5, subset_size=100, seed=8)
+
+
+def test_mmd2_matches_pairwise_loops_for_unequal_sizes(monkeypatch):
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(37, 5)), 0.8 * rng.normal(size=(23, 5)) + 0.3
+    expected = _mmd2_loops(x, y)
+    assert metrics.mmd2(x, y) == pytest.approx(expected, rel=1e-10)
+    monkeypatch.setattr(metrics, "_BLOCK_ENTRIES", 64)  # many small row blocks: the same sums
+    assert metrics.mmd2(x, y) == pytest.approx(expected, rel=1e-10)
+    assert metrics.mmd2(torch.from_numpy(x), y) == pytest.approx(expected, rel=1e-10)
+
+
+def test_kid_averaged_over_every_subset_pair_equals_mmd2_of_the_full_sets():
+    # KID's subset average is unbiased for mmd2 of the full sets: enumerate all C(6,3)^2 subset pairs
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(6, 3)), rng.normal(size=(6, 3)) + 0.5
+    subsets = list(itertools.combinations(range(6), 3))
+    values = [_mmd2_loops(x[list(a)], y[list(b)]) for a in subsets for b in subsets]
+    assert np.mean(values) == pytest.approx(metrics.mmd2(x, y), rel=1e-10)
+    # and with one subset of all rows, kid is mmd2
+    assert metrics.kid(x, y, subsets=1, subset_size=6)[0] == pytest.approx(metrics.mmd2(x, y), rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- precision / recall
@@ -294,6 +336,12 @@ _BAD = [
     (metrics.inception_score, (np.eye(4)[[0] * 5],), {"splits": 0}, "splits"),
     (metrics.inception_score, (np.ones(10),), {}, "probs"),
     (metrics.knn_radii, (np.zeros((3, 2)),), {"k": 3}, "k=3"),
+    (metrics.mmd2, (np.zeros((20, 4)), np.zeros((20, 3))), {}, "same D"),
+    (metrics.mmd2, (np.zeros((1, 4)), _X), {}, "real .*at least 2 rows"),
+    (metrics.mmd2, (_X, np.full((20, 4), np.nan)), {}, "fake"),
+    (metrics.expected_modes, (0, 10), {}, "n_samples"),
+    (metrics.expected_modes, (10, 0), {}, "n_modes"),
+    (metrics.expected_modes, (10, 2.5), {}, "n_modes"),
 ]
 
 
