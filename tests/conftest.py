@@ -87,7 +87,7 @@ def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (project / "notebooks").mkdir(parents=True)
         (project / "notebooks" / "01_demo.md").write_text(DEMO_CHAPTER, encoding="utf-8")
         env["GANREF_ROOT"] = str(project)
-    cmd = [sys.executable, "-m", "ganref.cli", "run", "--profile", "smoke", "--out", str(base / "runs")]
+    cmd = [sys.executable, "-m", "ganref.cli", "run", "--profile", "smoke", "--jobs", "2", "--out", str(base / "runs")]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         pytest.fail(f"`{' '.join(cmd[1:])}` failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}")
