@@ -62,7 +62,7 @@ __all__ = [
     "WGANConfig", "WGANGPConfig", "R1R2Config", "make_optimizers", "critic_batch_size",
     "critic_loss", "generator_loss", "clip_weights", "gradient_penalty", "r1_penalty", "r2_penalty",
     "wgan_step", "wgan_gp_step", "r1r2_step", "exact_w1", "critic_weight_stats",
-    "critic_gradient_norms", "critic_layer_gradient_norms",
+    "critic_gradient_norms", "critic_layer_gradient_norms", "critic_activation_gradient_norms",
 ]
 
 Critic = Callable[[Tensor], Tensor]
@@ -470,3 +470,52 @@ def critic_layer_gradient_norms(critic: nn.Module, x: Tensor) -> dict[str, float
     with torch.enable_grad():
         grads = torch.autograd.grad(critic(x.detach()).mean(), [p for _, p in named], allow_unused=True)
     return {n: (0.0 if g is None else float(torch.linalg.vector_norm(g))) for (n, _), g in zip(named, grads)}
+
+
+def critic_activation_gradient_norms(
+        critic: nn.Module, x: Tensor,
+        layers: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU)) -> dict[str, float]:
+    """Mean over samples of ||d D(x_i) / d a_l(x_i)||_2 for the output a_l of every ``layers`` module.
+
+    The view of WGAN-GP Fig. 1(b), which plots the critic's gradient with respect to successive
+    layers of activations: with weight clipping it vanishes (small c) or explodes (large c) on its
+    way from the output down to the input. Leaves the critic's ``.grad`` untouched; needs a critic
+    without batch norm (the rows must not interact) that calls each such module once.
+
+    Args:
+        critic: D mapping (N, ...) -> (N,) or (N, 1).
+        x: (N, ...) inputs.
+        layers: the module types whose outputs count as "activations" (default: ReLU, LeakyReLU).
+    Returns:
+        ``{module name: mean gradient norm}`` in the order the forward pass reaches the modules
+        (input side first).
+    """
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a batch (N, ...) with N >= 1, got shape {tuple(x.shape)}")
+    _check_no_batch_norm(critic, "a per-sample activation gradient")
+    named = [(n, m) for n, m in critic.named_modules() if isinstance(m, layers)]
+    if not named:
+        raise ValueError(f"critic has no activation modules of types {[t.__name__ for t in layers]}")
+    outputs: dict[str, Tensor] = {}
+
+    def keep(name: str):
+        def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
+            if name in outputs:
+                raise ValueError(f"module {name!r} is called more than once in the critic's forward pass")
+            outputs[name] = output
+        return hook
+
+    handles = [m.register_forward_hook(keep(n)) for n, m in named]
+    try:
+        with torch.enable_grad():
+            d = critic(x.detach())
+            if d.shape not in ((x.shape[0],), (x.shape[0], 1)):
+                raise ValueError(f"critic must map (N, ...) to (N,) or (N, 1), got {tuple(d.shape)}")
+            names = list(outputs)  # forward order
+            # rows are independent (no batch norm): d sum_i D(x_i) / d a_l = per-row d D(x_i) / d a_l(x_i)
+            grads = torch.autograd.grad(d.sum(), [outputs[n] for n in names], allow_unused=True)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: (0.0 if g is None else float(torch.linalg.vector_norm(g.flatten(1), dim=1).mean()))
+            for n, g in zip(names, grads)}

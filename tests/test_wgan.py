@@ -15,8 +15,8 @@ from ganref.data import batch_sampler, ring8
 from ganref.nets import MLPDiscriminator, MLPGenerator
 from ganref.train import State, fit
 from ganref.wgan import (
-    R1R2Config, WGANConfig, WGANGPConfig, clip_weights, critic_batch_size, critic_gradient_norms,
-    critic_layer_gradient_norms, critic_loss, critic_weight_stats, exact_w1, generator_loss,
+    R1R2Config, WGANConfig, WGANGPConfig, clip_weights, critic_activation_gradient_norms, critic_batch_size,
+    critic_gradient_norms, critic_layer_gradient_norms, critic_loss, critic_weight_stats, exact_w1, generator_loss,
     gradient_penalty, make_optimizers, r1_penalty, r1r2_step, r2_penalty, wgan_gp_step, wgan_step,
 )
 
@@ -204,6 +204,38 @@ def test_critic_gradient_norms_closed_forms():
     layers = critic_layer_gradient_norms(lin, x)
     assert list(layers) == ["weight"]
     assert layers["weight"] == pytest.approx(x.mean(0).norm().item(), abs=1e-12)
+
+
+def test_critic_activation_gradient_norms_closed_form():
+    # D(x) = w3 . relu(W2 relu(W1 x + b1) + b2) + b3. With a1 = relu(W1 x + b1), a2 = relu(W2 a1 + b2):
+    # dD/da2 = w3 for every sample; dD/da1 = W2^T (1[W2 a1 + b2 > 0] * w3), per sample.
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 4), nn.LeakyReLU(0.2), nn.Linear(4, 1)).double()
+    x = torch.randn(30, 3, generator=_gen(70), dtype=F64)
+    got = critic_activation_gradient_norms(critic, x)
+    assert list(got) == ["1", "3"]  # forward order, input side first
+    W1, b1, W2, b2, w3 = (critic[0].weight, critic[0].bias, critic[2].weight, critic[2].bias, critic[4].weight[0])
+    with torch.no_grad():
+        h2 = torch.relu(x @ W1.T + b1) @ W2.T + b2  # (30, 4) pre-activations of the second layer
+        slope = torch.where(h2 > 0, torch.ones_like(h2), torch.full_like(h2, 0.2))  # LeakyReLU'(h2), float64
+        d_a1 = (slope * w3) @ W2  # (30, 5) per-sample dD/da1
+    assert got["3"] == pytest.approx(w3.norm().item(), rel=1e-12)
+    assert got["1"] == pytest.approx(d_a1.norm(dim=1).mean().item(), rel=1e-12)
+    assert all(p.grad is None for p in critic.parameters())  # .grad untouched
+    assert all(not m._forward_hooks for m in critic.modules())  # hooks removed
+    # the same numbers whatever the batch: each row's gradient is its own
+    half = critic_activation_gradient_norms(critic, x[:15])
+    assert half["3"] == pytest.approx(got["3"], rel=1e-12)
+    with pytest.raises(ValueError, match="no activation modules"):
+        critic_activation_gradient_norms(nn.Linear(3, 1), x)
+    with pytest.raises(ValueError, match="batch norm"):
+        critic_activation_gradient_norms(nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(),
+                                                       nn.Linear(4, 1)), torch.randn(8, 3))
+    relu = nn.ReLU()
+    with pytest.raises(ValueError, match="more than once"):
+        critic_activation_gradient_norms(nn.Sequential(nn.Linear(3, 3), relu, nn.Linear(3, 3), relu,
+                                                       nn.Linear(3, 1)), torch.randn(8, 3))
+    assert all(not m._forward_hooks for m in critic.modules())
 
 
 # ----------------------------------------------------------------------------- exact W1
