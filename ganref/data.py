@@ -139,6 +139,19 @@ def digits(split: str = "all", test_fraction: float = 0.2, seed: int = 0) -> tup
     return images[idx], labels[idx]
 
 
+def split_batch(real: Tensor, n: int, name: str = "n_critic") -> tuple[Tensor, ...]:
+    """Split (n * B, ...) real rows into n chunks of (B, ...): a fresh batch per discriminator update.
+
+    Methods with ``n`` discriminator steps per generator step draw ``batch_sampler(data, n * B)``.
+    ``name`` is the config field that sets ``n`` (it appears in the error message).
+    """
+    if not isinstance(real, Tensor) or real.ndim < 1 or real.shape[0] == 0 or real.shape[0] % n:
+        shape = tuple(real.shape) if isinstance(real, Tensor) else type(real).__name__
+        raise ValueError(f"real must be a batch of {name} * B = {n} * B rows, got {shape}: "
+                         f"draw it with batch_sampler(data, {name} * B)")
+    return real.chunk(n)
+
+
 def batch_sampler(data: Tensor | Callable[[int, torch.Generator], Tensor], batch_size: int,
                   device: torch.device | str = "cpu") -> Callable[[torch.Generator], Tensor]:
     """Make ``sample(generator) -> batch`` for :func:`ganref.train.fit`.

@@ -44,6 +44,7 @@ from scipy.sparse.linalg import LinearOperator, svds
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from ganref.data import split_batch
 from ganref.losses import d_loss_minimax, g_loss_nonsaturating
 from ganref.spectral import SN_LAYERS, SpectralNorm, apply_spectral_norm, frozen_power_iteration
 from ganref.train import State
@@ -171,15 +172,6 @@ def dis_batch_size(cfg: SNGANConfig, batch_size: int) -> int:
     return cfg.n_dis * check_positive_int("batch_size", batch_size)
 
 
-def _split(real: Tensor, n_dis: int) -> tuple[Tensor, ...]:
-    """(n_dis * B, ...) -> n_dis chunks of (B, ...)."""
-    if not isinstance(real, Tensor) or real.ndim < 2 or real.shape[0] == 0 or real.shape[0] % n_dis:
-        shape = tuple(real.shape) if isinstance(real, Tensor) else type(real).__name__
-        raise ValueError(f"real must be a batch of n_dis * B = {n_dis} * B rows (B, ...), got {shape}: "
-                         "draw it with batch_sampler(data, dis_batch_size(cfg, B))")
-    return real.chunk(n_dis)
-
-
 # ----------------------------------------------------------------------------- the step
 
 
@@ -196,7 +188,7 @@ def train_step(state: State, real: Tensor, cfg: SNGANConfig) -> dict[str, Tensor
     """
     G, D = state.modules["G"], state.modules["D"]
     opt_g, opt_d = state.optimizers["G"], state.optimizers["D"]
-    reals = _split(real, cfg.n_dis)
+    reals = split_batch(real, cfg.n_dis, "n_dis")
     B = reals[0].shape[0]
 
     # --- D minimizes E max(0, 1 - D(x)) + E max(0, 1 + D(G(z)))         hinge loss, Sec. 4

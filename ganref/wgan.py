@@ -54,6 +54,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 from torch import Tensor, nn
 
+from ganref.data import split_batch
 from ganref.losses import d_loss_minimax, g_loss_nonsaturating
 from ganref.train import State
 from ganref.utils import check_positive_int
@@ -163,15 +164,6 @@ def critic_batch_size(cfg: WGANConfig | WGANGPConfig | R1R2Config, batch_size: i
     return cfg.n_critic * check_positive_int("batch_size", batch_size)
 
 
-def _split_critic_batches(real: Tensor, n_critic: int) -> tuple[Tensor, ...]:
-    """(n_critic * B, ...) -> n_critic chunks of (B, ...)."""
-    if not isinstance(real, Tensor) or real.ndim < 1 or real.shape[0] == 0 or real.shape[0] % n_critic:
-        shape = tuple(real.shape) if isinstance(real, Tensor) else type(real).__name__
-        raise ValueError(f"real must be a batch of n_critic * B = {n_critic} * B rows, got {shape}: "
-                         "draw it with batch_sampler(data, critic_batch_size(cfg, B))")
-    return real.chunk(n_critic)
-
-
 # ----------------------------------------------------------------------------- WGAN
 
 
@@ -208,7 +200,7 @@ def wgan_step(state: State, real: Tensor, cfg: WGANConfig) -> dict[str, Tensor]:
     """
     G, D = state.modules["G"], state.modules["D"]
     opt_g, opt_d = state.optimizers["G"], state.optimizers["D"]
-    reals = _split_critic_batches(real, cfg.n_critic)
+    reals = split_batch(real, cfg.n_critic, "n_critic")
     B = reals[0].shape[0]
 
     # --- D maximizes E D(x) - E D(G(z)) with weights in [-c, c]        Eq. (3), Algorithm 1
@@ -324,7 +316,7 @@ def wgan_gp_step(state: State, real: Tensor, cfg: WGANGPConfig) -> dict[str, Ten
     """
     G, D = state.modules["G"], state.modules["D"]
     opt_g, opt_d = state.optimizers["G"], state.optimizers["D"]
-    reals = _split_critic_batches(real, cfg.n_critic)
+    reals = split_batch(real, cfg.n_critic, "n_critic")
     B = reals[0].shape[0]
 
     # --- D minimizes E D(G(z)) - E D(x) + lambda E (||grad D(x_hat)|| - 1)^2   Eq. (3)
@@ -357,7 +349,7 @@ def r1r2_step(state: State, real: Tensor, cfg: R1R2Config) -> dict[str, Tensor]:
     """
     G, D = state.modules["G"], state.modules["D"]
     opt_g, opt_d = state.optimizers["G"], state.optimizers["D"]
-    reals = _split_critic_batches(real, cfg.n_critic)
+    reals = split_batch(real, cfg.n_critic, "n_critic")
     B = reals[0].shape[0]
 
     # --- D maximizes E log D(x) + E log(1 - D(G(z))) - R1 - R2          Mescheder et al. Sec. 4.1

@@ -81,3 +81,10 @@ def test_batch_sampler_from_tensor_and_callable():
 def test_bad_inputs(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_split_batch():
+    chunks = data.split_batch(torch.arange(12.0).reshape(6, 2), 3, "n_dis")
+    assert [c.tolist() for c in chunks] == [[[0, 1], [2, 3]], [[4, 5], [6, 7]], [[8, 9], [10, 11]]]
+    with pytest.raises(ValueError, match=r"real must be a batch of n_dis \* B = 4 \* B rows, got \(6, 2\)"):
+        data.split_batch(torch.zeros(6, 2), 4, "n_dis")
