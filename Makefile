@@ -9,7 +9,7 @@ JOBS   ?= 2
 SEED   ?= 0
 DEVICE ?= auto
 
-.PHONY: all run book test test-fast chromium benchmarks clean
+.PHONY: all run book lab test test-fast chromium benchmarks clean
 
 all: book
 
@@ -21,11 +21,22 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	touch $@
 
 run: $(VENV)/.installed
-	OMP_NUM_THREADS=1 $(PY) -m ganref.cli run --profile $(PROFILE) --device $(DEVICE) --seed $(SEED) --jobs $(JOBS)
-	$(PY) -m ganref.cli results --profile $(PROFILE)
+	OMP_NUM_THREADS=1 $(PY) -m ganref.pipeline.cli run --profile $(PROFILE) --device $(DEVICE) --seed $(SEED) --jobs $(JOBS)
+	$(PY) -m ganref.pipeline.cli results --profile $(PROFILE)
 
 book: run
-	$(PY) -m ganref.cli book --profile $(PROFILE)
+	$(PY) -m ganref.pipeline.cli book --profile $(PROFILE)
+
+# JupyterLab on the chapters (notebooks/): the settings in .jupyter/ (shipped with the repository, found
+# through $JUPYTER_CONFIG_PATH and $JUPYTER_PATH, never the user's home) make a double-clicked .md chapter open
+# as a notebook; kernels read the profile from $GANREF_PROFILE (make lab PROFILE=smoke).
+lab: $(VENV)/.installed
+	@case "$(PROFILE)" in smoke|cpu|full) ;; *) echo "PROFILE must be smoke, cpu or full, got '$(PROFILE)'"; exit 2;; esac
+	GANREF_PROFILE=$(PROFILE) \
+	JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+	JUPYTER_PATH="$(CURDIR)/.jupyter$${JUPYTER_PATH:+:$$JUPYTER_PATH}" \
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)/notebooks" \
+	  $$([ "$$(id -u)" = 0 ] && echo --ServerApp.allow_root=True)
 
 # The browser test needs Debian's chromium; as root this installs it, otherwise it says how.
 chromium:

@@ -1,4 +1,4 @@
-"""Benchmark (not a test): ``ganref.ntk.empirical_ntk`` on a 3x512 ReLU MLP for 256 points.
+"""Benchmark (not a test): ``ganref.methods.ntk.empirical_ntk`` on a 3x512 ReLU MLP for 256 points.
 
 Run: ``python benchmarks/bench_ntk.py [--device auto] [--points 256] [--width 512] [--depth 3]``.
 Prints, per chunk size and dtype, the median wall time of a few calls after one warm-up (the first
@@ -18,8 +18,8 @@ import time
 
 import torch
 
+from ganref.methods.ntk import NTKMLP, empirical_ntk, relu_ntk
 from ganref.utils import device as pick_device
-from ganref.ntk import NTKMLP, empirical_ntk, relu_ntk
 
 
 def _sync(dev: torch.device) -> None:

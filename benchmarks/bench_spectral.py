@@ -2,7 +2,7 @@
 
 D is ``ganref.nets.ConvDiscriminator`` on 8x8 images. One D step is the hinge loss on a real
 and a fake batch (two forwards, as in a GAN), backward and an Adam step. We time it without SN,
-with ``ganref.spectral.apply_spectral_norm`` and with PyTorch's
+with ``ganref.layers.apply_spectral_norm`` and with PyTorch's
 ``torch.nn.utils.parametrizations.spectral_norm``, and print the ratios.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_spectral.py [--width 64] [--batch 64] [--device cpu]
@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrizations
 
+from ganref.layers import apply_spectral_norm
 from ganref.nets import ConvDiscriminator
-from ganref.spectral import apply_spectral_norm
 from ganref.utils import device as pick_device
 
 

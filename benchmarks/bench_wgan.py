@@ -1,9 +1,9 @@
 """Benchmark (not a test): WGAN-GP and NS + R1/R2 on grid25 under a wall-clock budget.
 
 Each run trains for ``--seconds`` of wall-clock time (default 60 s) with ``--threads`` torch threads,
-then draws 2,500 samples and scores them with the VEEGAN protocol (``ganref.metrics.mode_coverage``:
+then draws 2,500 samples and scores them with the VEEGAN protocol (``ganref.modes.mode_coverage``:
 a sample is high quality within 3 std of its nearest mode, a mode is recovered if it has one) and
-the exact W1 between 1,000 generated and 1,000 real points (``ganref.wgan.exact_w1``).
+the exact W1 between 1,000 generated and 1,000 real points (``ganref.metrics.exact_w1``).
 
 Settings:
 - ``wgan_gp``: the WGAN-GP authors' toy script: G and D are 3x512 ReLU MLPs, z ~ N(0, I_2), batch 256,
@@ -46,11 +46,11 @@ import time
 import torch
 
 from ganref.data import batch_sampler, grid25
-from ganref.metrics import mode_coverage
+from ganref.methods.wgan import R1R2Config, WGANGPConfig, make_optimizers, r1r2_step, wgan_gp_step
+from ganref.metrics import exact_w1
+from ganref.modes import mode_coverage
 from ganref.nets import MLPDiscriminator, MLPGenerator
 from ganref.train import State, fit
-from ganref.wgan import (R1R2Config, WGANGPConfig, critic_batch_size, exact_w1, make_optimizers,
-                         r1r2_step, wgan_gp_step)
 
 BATCH = 256
 
@@ -72,7 +72,7 @@ def run(method: str, seed: int, seconds: float, gamma: float | None, lr: float |
     state = State(modules={"G": G, "D": D}, optimizers=make_optimizers(G, D, cfg),
                   generator=torch.Generator().manual_seed(seed))
     mix = grid25()
-    data = batch_sampler(mix.sample, critic_batch_size(cfg, BATCH))
+    data = batch_sampler(mix.sample, BATCH, d_steps=cfg.d_steps)
 
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:

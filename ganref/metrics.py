@@ -1,15 +1,10 @@
-"""Sample-quality metrics on features: mode coverage, FID, KID, improved precision/recall, IS.
+"""Sample-quality metrics on features: FID, KID and MMD, improved precision/recall, IS, W1, sliced W.
 
 Every metric takes plain arrays: torch tensors or NumPy arrays of shape (N, D) (features, samples
 or class probabilities), is computed in float64 NumPy, and returns Python floats. Features of
-8x8 digit images come from :func:`ganref.classifier.digit_features` (re-exported here).
+8x8 digit images come from :func:`ganref.features.digit_features` (re-exported here).
 
-- Mode coverage: VEEGAN, Srivastava et al. 2017, "VEEGAN: Reducing Mode Collapse in GANs using
-  Implicit Variational Learning", arXiv:1705.07761 (Sec. 5.1: high-quality samples within three
-  standard deviations of the nearest mode; a mode is recovered if it has one).
-- Stacked digits: Metz et al. 2017 (Unrolled GANs, arXiv:1611.02163) and PacGAN (Lin et al. 2018,
-  arXiv:1712.04086): 1,000 modes, their number covered and :math:`KL(p_{modes} \\| U)`;
-  :func:`expected_modes` gives the number a perfect uniform generator covers with n samples.
+Mode counting (VEEGAN coverage, stacked digits) is in :mod:`ganref.modes`.
 - FID: Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash
   Equilibrium", arXiv:1706.08500:
   :math:`d^2 = \\|\\mu_1 - \\mu_2\\|^2
@@ -31,22 +26,26 @@ Conventions (one for the whole module):
 
 Deviations from the papers: FID takes the matrix square root through symmetric
 eigendecompositions in float64 (the trace equals the paper's, and it never turns complex); the
-features are those of a small digits classifier (:mod:`ganref.classifier`), not Inception-v3, so
+features are those of a small digits classifier (:mod:`ganref.features`), not Inception-v3, so
 numbers are comparable within this book, not with ImageNet-feature tables.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+from torch import Tensor
 
-from ganref.classifier import digit_features, digit_labels, digit_probs  # noqa: F401  (features of 8x8 digits)
-from ganref.utils import check_positive_int
+from ganref.features import digit_features, digit_labels, digit_probs  # noqa: F401  (features of 8x8 digits)
+from ganref.utils import check_positive, check_positive_int
 
-__all__ = ["mode_coverage", "stacked_modes", "expected_modes", "fid", "kid", "mmd2", "precision_recall", "knn_radii",
-           "inception_score", "digit_features", "digit_probs", "digit_labels"]
+__all__ = ["fid", "kid", "mmd2", "precision_recall", "knn_radii",
+           "inception_score", "exact_w1", "sliced_wasserstein", "digit_scores", "digit_features", "digit_probs", "digit_labels"]
 
 # Rows per block of a chunked pairwise-distance computation are chosen so that one block holds at
 # most this many float64 entries (2**22 entries = 32 MiB; with its temporaries ~100 MiB), whatever N is.
@@ -86,128 +85,52 @@ def _same_dim(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
                          "both must be (N, D) with the same D")
 
 
-def _positive_float(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(float(value)) or not float(value) > 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+# ----------------------------------------------------------------------------- extreme but finite inputs
+#
+# Squares of values beyond ~1e154 overflow float64 and squares below ~1e-154 underflow, so FID,
+# distances and k-NN balls would come out as NaN, inf, 0 or plain wrong. Metrics that scale with
+# their input (FID as s^2, W1, sliced W and k-NN radii as s; precision/recall not at all) are
+# computed on a copy shifted by a common centre and multiplied by a power of two, which is exact
+# in floating point, then scaled back; only inputs whose largest |value| lies outside
+# [2**-64, 2**64] take that path, so ordinary inputs give exactly the numbers they always did.
+# KID and MMD^2 are not scale-equivariant (the cubic kernel (x.y / d + 1)^3 is not homogeneous):
+# where they overflow they raise a ValueError instead of returning NaN.
+
+_SAFE = 2.0**64
 
 
-def _kl_to_uniform(counts: np.ndarray) -> float:
-    """KL(p || U_K) = sum_k p_k log(K p_k) in nats, p = counts / sum(counts), 0 log 0 = 0."""
-    k = counts.size
-    p = counts[counts > 0] / counts.sum()
-    return float(max(np.sum(p * np.log(k * p)), 0.0))  # tiny negative rounding -> 0
+def _pow2_exponent(*arrays: np.ndarray) -> int:
+    """``e`` with ``max |arrays| * 2**-e`` in [0.5, 1), or 0 where the largest |value| is in [2**-64, 2**64]."""
+    top = max(float(np.abs(a).max()) for a in arrays)
+    if top == 0.0 or 1.0 / _SAFE <= top <= _SAFE:
+        return 0
+    return math.frexp(top)[1]
 
 
-# ----------------------------------------------------------------------------- mode coverage
+def _rescaled(*arrays: np.ndarray, centre: bool = True) -> tuple[int, list[np.ndarray]]:
+    """``(e, [a * 2**-e, ...])`` for extreme inputs (shifted by the first array's mean when ``centre``), else ``(0, arrays)``."""
+    if _pow2_exponent(*arrays) == 0:
+        return 0, list(arrays)
+    if centre:
+        mean = arrays[0].mean(axis=0)
+        arrays = tuple(a - mean for a in arrays)
+    e = _pow2_exponent(*arrays)
+    return e, [np.ldexp(a, -e) for a in arrays]
 
 
-def mode_coverage(samples: object, means: object, std: float, threshold: float = 3.0) -> dict[str, float | int]:
-    """Modes recovered and high-quality samples of a Gaussian mixture (VEEGAN protocol, Sec. 5.1).
-
-    Each sample is assigned to its nearest mode (Euclidean). It is *high quality* if its
-    distance to that mode is at most ``threshold * std``; a mode is *recovered* if at least one
-    high-quality sample is assigned to it.
-
-    Args:
-        samples: (N, D) generated points (tensor or array).
-        means: (K, D) mode centres, e.g. ``ganref.data.ring8().means``.
-        std: the modes' common standard deviation (0.02 for ring8, 0.05 for grid25).
-        threshold: high quality within ``threshold`` standard deviations (3 in VEEGAN).
-    Returns:
-        ``{"modes": recovered count, "n_modes": K, "high_quality": share of samples that are high
-        quality, "kl": KL(q || U_K)}`` where q is the histogram of the high-quality samples over the
-        K modes, in nats with 0 log 0 = 0 (0 when they spread evenly, log K when all fall on one
-        mode). With no high-quality sample q is undefined; ``kl`` is then log K, the value of
-        total collapse, so that more collapse never reads as a better score.
-    """
-    x = _as_matrix("samples", samples)
-    mu = _as_matrix("means", means)
-    _same_dim("samples", x, "means", mu)
-    std = _positive_float("std", std)
-    threshold = _positive_float("threshold", threshold)
-    k = mu.shape[0]
-
-    counts = np.zeros(k, dtype=np.int64)  # high-quality samples per mode
-    rows = max(1, _BLOCK_ENTRIES // (k * x.shape[1]))  # the (B, K, D) differences stay bounded
-    for start in range(0, x.shape[0], rows):
-        block = x[start:start + rows]
-        d2 = np.sum((block[:, None, :] - mu[None, :, :]) ** 2, axis=2)  # (B, K) squared distances
-        nearest = d2.argmin(axis=1)
-        good = d2[np.arange(len(block)), nearest] <= (threshold * std) ** 2  # ||x - mu_k|| <= 3 sigma
-        counts += np.bincount(nearest[good], minlength=k)
-    n_good = int(counts.sum())
-    return {
-        "modes": int((counts > 0).sum()),
-        "n_modes": int(k),
-        "high_quality": n_good / x.shape[0],
-        "kl": _kl_to_uniform(counts) if n_good else math.log(k),
-    }
+def _scale_back(name: str, value: float, e: int) -> float:
+    """``value * 2**e``, or a ValueError when the true value is beyond float64."""
+    try:
+        out = math.ldexp(value, e)
+    except OverflowError:
+        out = math.inf
+    if not math.isfinite(out):
+        size = math.log10(value) + e * math.log10(2.0)
+        raise ValueError(f"{name} of these inputs is about 1e{size:.0f}, beyond the range of float64 "
+                         "(1.8e308): rescale the inputs")
+    return out
 
 
-def stacked_modes(labels3: object, n_classes: int = 10) -> dict[str, float | int]:
-    """Modes covered on stacked digits: each channel's predicted digit, read as one base-10 number.
-
-    With 3 channels and 10 classes there are 1,000 modes (Metz et al. 2017; PacGAN, Lin et al. 2018).
-
-    Args:
-        labels3: (N, M) integer class predictions, one column per channel (M = 3 for stacked
-            digits), each in [0, n_classes); e.g. from :func:`ganref.classifier.digit_labels`.
-        n_classes: classes per channel.
-    Returns:
-        ``{"modes": distinct modes seen, "n_modes": n_classes ** M, "kl": KL(p || U)}`` with p the
-        histogram of the N samples over the modes, in nats with 0 log 0 = 0.
-    """
-    n_classes = check_positive_int("n_classes", n_classes, minimum=2)
-    if isinstance(labels3, torch.Tensor):
-        labels = labels3.detach().cpu().numpy()
-    elif isinstance(labels3, np.ndarray):
-        labels = labels3
-    else:
-        raise ValueError(f"labels3 must be a torch tensor or numpy array of shape (N, 3), "
-                         f"got {type(labels3).__name__}")
-    if labels.ndim != 2 or labels.shape[0] < 1 or labels.shape[1] < 1:
-        raise ValueError(f"labels3 must have shape (N, 3) (one predicted digit per channel), "
-                         f"got {tuple(labels.shape)}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels3 must hold integer class labels, got dtype {labels.dtype}")
-    if labels.min() < 0 or labels.max() >= n_classes:
-        raise ValueError(f"labels3 must lie in [0, {n_classes}) (n_classes={n_classes}), "
-                         f"got values in [{labels.min()}, {labels.max()}]")
-    n_modes = n_classes ** labels.shape[1]
-    place = n_classes ** np.arange(labels.shape[1] - 1, -1, -1, dtype=np.int64)  # (100, 10, 1)
-    mode = labels.astype(np.int64) @ place  # (N,) mode index: the channels read as one number
-    counts = np.bincount(mode, minlength=n_modes)
-    return {"modes": int((counts > 0).sum()), "n_modes": int(n_modes), "kl": _kl_to_uniform(counts)}
-
-
-def expected_modes(n_samples: int, n_modes: int) -> tuple[float, float]:
-    """Mean and std of the number of distinct modes hit by ``n_samples`` uniform draws over ``n_modes``.
-
-    The yardstick for :func:`stacked_modes`: a generator that matches a uniform 1,000-mode data
-    set still covers only about :math:`K(1 - e^{-n/K})` modes with n samples. With
-    :math:`q_1 = (1 - 1/K)^n` (a given mode is missed) and :math:`q_2 = (1 - 2/K)^n` (two given
-    modes are both missed), the count of covered modes :math:`K - \\sum_m 1[m \\text{ missed}]` has
-
-    :math:`\\mathbb{E} = K(1 - q_1)`, :math:`\\mathrm{Var} = K q_1 (1 - q_1) + K(K - 1)(q_2 - q_1^2)`.
-
-    Args:
-        n_samples: number of independent draws n.
-        n_modes: number of equally likely modes K.
-    Returns:
-        (mean, std) of the number of distinct modes covered.
-    """
-    n = check_positive_int("n_samples", n_samples)
-    k = check_positive_int("n_modes", n_modes)
-    q1 = math.exp(n * math.log1p(-1.0 / k)) if k > 1 else 0.0  # (1 - 1/K)^n; log1p keeps it accurate for large K
-    q2 = math.exp(n * math.log1p(-2.0 / k)) if k > 2 else 0.0  # (1 - 2/K)^n; 0 for K = 2 (and unused for K = 1)
-    mean = k * (1.0 - q1)
-    var = k * q1 * (1.0 - q1) + k * (k - 1) * (q2 - q1 * q1)  # Var of a sum of K dependent indicators
-    scale = k * q1 * (1.0 - q1) + k * (k - 1) * (q2 + q1 * q1)  # size of the terms that cancel
-    if var <= 8 * np.finfo(np.float64).eps * scale:  # rounding noise (e.g. n = 1, where Var = 0 exactly)
-        var = 0.0
-    return float(mean), float(math.sqrt(var))
 
 
 # ----------------------------------------------------------------------------- FID
@@ -246,11 +169,15 @@ def fid(real: object, fake: object) -> float:
     Args:
         real, fake: (N, D) and (M, D) features, N, M >= 2 (covariances use ``ddof=1``).
     Returns:
-        the squared Frechet distance, a float >= 0 (rounding below 0 is clipped to 0).
+        the squared Frechet distance, a float >= 0 (rounding below 0 is clipped to 0). Features
+        beyond [2**-64, 2**64] in size are rescaled exactly (see "extreme but finite inputs").
+    Raises:
+        ValueError: bad shapes or non-finite values, or a distance beyond float64's range.
     """
     x = _as_matrix("real", real, min_rows=2)
     y = _as_matrix("fake", fake, min_rows=2)
     _same_dim("real", x, "fake", y)
+    e, (x, y) = _rescaled(x, y)  # extreme inputs: d^2 of (x, y) * 2**-e, times 2**(2e) below
     mu_r, mu_f = x.mean(axis=0), y.mean(axis=0)
     s_r = np.atleast_2d(np.cov(x, rowvar=False))  # (D, D)
     s_f = np.atleast_2d(np.cov(y, rowvar=False))
@@ -259,7 +186,7 @@ def fid(real: object, fake: object) -> float:
     middle = (middle + middle.T) / 2  # remove rounding asymmetry before eigvalsh
     tr_sqrt = np.sqrt(_psd_eigvals(np.linalg.eigvalsh(middle))).sum()  # Tr((.)^{1/2})
     d2 = np.sum((mu_r - mu_f) ** 2) + np.trace(s_r) + np.trace(s_f) - 2 * tr_sqrt  # Eq. (6)
-    return float(max(d2, 0.0))
+    return _scale_back("FID", float(max(d2, 0.0)), 2 * e)
 
 
 # ----------------------------------------------------------------------------- KID
@@ -296,6 +223,8 @@ def kid(real: object, fake: object, subsets: int = 100, subset_size: int = 1000,
         seed: seed of the subset draws.
     Returns:
         (mean, std) of the MMD^2 estimates over the subsets (population std, ``ddof=0``).
+    Raises:
+        ValueError: bad arguments, or features so large that the kernel overflows float64.
     """
     subsets = check_positive_int("subsets", subsets)
     subset_size = check_positive_int("subset_size", subset_size, minimum=2)
@@ -309,42 +238,77 @@ def kid(real: object, fake: object, subsets: int = 100, subset_size: int = 1000,
                              f"pass subset_size <= {min(len(x), len(y))} or more samples")
     rng = np.random.default_rng(seed)
     values = np.empty(subsets)
-    for i in range(subsets):
-        idx_r = rng.choice(len(x), subset_size, replace=False)
-        idx_f = rng.choice(len(y), subset_size, replace=False)
-        values[i] = _mmd2_unbiased(x[idx_r], y[idx_f])
-    return float(values.mean()), float(values.std())
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, as an error
+        for i in range(subsets):
+            idx_r = rng.choice(len(x), subset_size, replace=False)
+            idx_f = rng.choice(len(y), subset_size, replace=False)
+            values[i] = _mmd2_unbiased(x[idx_r], y[idx_f])
+        mean, std = float(values.mean()), float(values.std())
+    if not (math.isfinite(mean) and math.isfinite(std)):
+        raise ValueError("KID overflowed float64: the cubic kernel (x.y / d + 1)^3 of features this large "
+                         f"(largest |value| {max(np.abs(x).max(), np.abs(y).max()):.3g}) is beyond float64, "
+                         "and KID is not scale-invariant; rescale the features")
+    return mean, std
 
 
-def mmd2(real: object, fake: object) -> float:
-    """The unbiased MMD^2 of KID's cubic kernel over *all* rows of both sets (no subsets).
+def _gaussian_kernel(bandwidth: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def k(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # exp(-||a - b||^2 / (2 h^2))
+        sq = np.sum(a * a, 1)[:, None] + np.sum(b * b, 1)[None, :] - 2 * a @ b.T
+        return np.exp(-np.maximum(sq, 0.0) / (2 * bandwidth**2))
+    return k
 
-    :func:`kid` averages this estimate over random subsets of equal size; since each subset's
-    estimate is unbiased, its expectation over the subsets drawn without replacement is exactly
-    this number computed on the full sets (which may differ in size). Kernel blocks are summed
-    row block by row block, so memory stays bounded for any N; time is O((N + M)^2 D).
+
+KERNELS = ("cubic", "gaussian")
+
+
+def mmd2(real: object, fake: object, kernel: str | Callable[[np.ndarray, np.ndarray], np.ndarray] = "cubic",
+         bandwidth: float = 1.0) -> float:
+    r"""The unbiased MMD^2 over *all* rows of both sets (no subsets), for a chosen kernel.
+
+    With the default ``kernel="cubic"`` this is KID's estimate on the full sets: :func:`kid` averages
+    the same estimate over random subsets of equal size, and since each subset's estimate is
+    unbiased, its expectation is exactly this number (the sets may differ in size). ``"gaussian"``
+    uses :math:`\exp(-\|x - y\|^2 / 2h^2)` with ``h = bandwidth``; a callable ``k(a, b) -> (n, m)``
+    on float64 arrays gives any other kernel (e.g. an NTK). Kernel blocks are summed row block by
+    row block, so memory stays bounded for any N; time is O((N + M)^2 D).
 
     Args:
         real, fake: (N, D) and (M, D) features, N, M >= 2.
+        kernel: ``"cubic"``, ``"gaussian"`` or a callable.
+        bandwidth: h of the Gaussian kernel (> 0); ignored otherwise.
     Returns:
-        :math:`\\frac{1}{N(N-1)}\\sum_{i \\ne j} k(x_i, x_j) + \\frac{1}{M(M-1)}\\sum_{i \\ne j} k(y_i, y_j)
-        - \\frac{2}{NM}\\sum_{i, j} k(x_i, y_j)` (Gretton et al. 2012, Eq. (3)); it can be below 0.
+        :math:`\frac{1}{N(N-1)}\sum_{i \ne j} k(x_i, x_j) + \frac{1}{M(M-1)}\sum_{i \ne j} k(y_i, y_j)
+        - \frac{2}{NM}\sum_{i, j} k(x_i, y_j)` (Gretton et al. 2012, Eq. (3)); it can be below 0.
     """
     x = _as_matrix("real", real, min_rows=2)
     y = _as_matrix("fake", fake, min_rows=2)
     _same_dim("real", x, "fake", y)
+    if callable(kernel):
+        k = kernel
+    elif kernel == "cubic":
+        k = _cubic_kernel
+    elif kernel == "gaussian":
+        k = _gaussian_kernel(check_positive("bandwidth", bandwidth))
+    else:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)} or a callable k(a, b), got {kernel!r}")
 
     def kernel_sum(a: np.ndarray, b: np.ndarray) -> float:  # sum_{i, j} k(a_i, b_j), in row blocks
         rows = _block_rows(len(b))
-        return float(sum(_cubic_kernel(a[s:s + rows], b).sum() for s in range(0, len(a), rows)))
+        return float(sum(np.sum(k(a[s:s + rows], b)) for s in range(0, len(a), rows)))
 
     def diagonal(a: np.ndarray) -> float:  # sum_i k(a_i, a_i)
-        return float(np.sum((np.sum(a * a, axis=1) / a.shape[1] + 1.0) ** 3))
+        rows = min(len(a), 256)
+        return float(sum(np.trace(k(a[s:s + rows], a[s:s + rows])) for s in range(0, len(a), rows)))
 
     m, n = len(x), len(y)
-    term_xx = (kernel_sum(x, x) - diagonal(x)) / (m * (m - 1))  # mean over i != j
-    term_yy = (kernel_sum(y, y) - diagonal(y)) / (n * (n - 1))
-    return term_xx + term_yy - 2 * kernel_sum(x, y) / (m * n)  # Eq. (3)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, as an error
+        term_xx = (kernel_sum(x, x) - diagonal(x)) / (m * (m - 1))  # mean over i != j
+        term_yy = (kernel_sum(y, y) - diagonal(y)) / (n * (n - 1))
+        value = term_xx + term_yy - 2 * kernel_sum(x, y) / (m * n)  # Eq. (3)
+    if not math.isfinite(value):
+        raise ValueError("MMD^2 overflowed float64: the features are too large for this kernel "
+                         f"(largest |value| {max(np.abs(x).max(), np.abs(y).max()):.3g}); rescale them")
+    return value
 
 
 # ----------------------------------------------------------------------------- precision / recall
@@ -373,7 +337,12 @@ def knn_radii(x: object, k: int = 3) -> np.ndarray:
     x = _as_matrix("x", x)
     if len(x) <= k:
         raise ValueError(f"x has {len(x)} rows but k={k} needs at least k + 1 = {k + 1}")
-    return np.sqrt(_knn_sq_radii(x - x.mean(axis=0), k))
+    x = x - x.mean(axis=0)
+    e, (x,) = _rescaled(x, centre=False)  # extreme inputs: radii of x * 2**-e, times 2**e below
+    radii = np.ldexp(np.sqrt(_knn_sq_radii(x, k)), e)
+    if not np.isfinite(radii).all():
+        raise ValueError("k-NN radii of these points are beyond the range of float64: rescale them")
+    return radii
 
 
 def _knn_sq_radii(x: np.ndarray, k: int) -> np.ndarray:
@@ -413,6 +382,7 @@ def precision_recall(real: object, fake: object, k: int = 3) -> tuple[float, flo
                              "(each radius is the distance to the k-th other point)")
     centre = x.mean(axis=0)  # distances do not change; centring cuts the rounding of ||a||^2 + ||b||^2 - 2ab
     x, y = x - centre, y - centre
+    _, (x, y) = _rescaled(x, y, centre=False)  # extreme inputs: the same balls, times 2**-e (exact)
     r2_real = _knn_sq_radii(x, k)  # (N,) squared radii of the real balls
     r2_fake = _knn_sq_radii(y, k)  # (M,)
     x_sq = np.sum(x * x, axis=1)
@@ -457,3 +427,138 @@ def inception_score(probs: object, splits: int = 10) -> tuple[float, float]:
             terms = np.where(part > 0, part * np.log(part / p_y), 0.0)  # p log(p / p_y), 0 log 0 = 0
         scores.append(math.exp(terms.sum(axis=1).mean()))  # exp(E_x KL(p(y|x) || p(y)))
     return float(np.mean(scores)), float(np.std(scores))
+
+
+def _as_points(name: str, x: object) -> np.ndarray:
+    if isinstance(x, Tensor):
+        x = x.detach().cpu().to(torch.float64).numpy()
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{name} must be a torch tensor or numpy array of shape (N,) or (N, D), "
+                         f"got {type(x).__name__}")
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must have shape (N,) or (N, D) with N, D >= 1, got {tuple(np.shape(x))}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} holds non-finite values (NaN or inf)")
+    return arr
+
+
+def exact_w1(x: object, y: object) -> float:
+    r"""Exact W1 between the empirical measures of two samples of equal size with uniform weights.
+
+    With N points on each side and weights 1/N, an optimal transport plan is a permutation
+    (Birkhoff-von Neumann), so :math:`W_1 = \min_\sigma \frac1N \sum_i \|x_i - y_{\sigma(i)}\|_2`,
+    solved exactly by ``scipy.optimize.linear_sum_assignment`` on the float64 Euclidean cost
+    matrix (O(N^3): keep N to a few thousand).
+
+    Args:
+        x, y: (N,) or (N, D) tensors or arrays, the same N and D.
+    Returns:
+        W1 as a Python float.
+    """
+    a, b = _as_points("x", x), _as_points("y", y)
+    if a.shape != b.shape:
+        raise ValueError(f"x has shape {a.shape} but y has {b.shape}: exact_w1 needs two samples "
+                         "of the same size N and dimension D")
+    e, (a, b) = _rescaled(a, b)  # extreme inputs: W1 of (a, b) * 2**-e, times 2**e below
+    cost = cdist(a, b)  # (N, N) ||x_i - y_j||_2
+    rows, cols = linear_sum_assignment(cost)
+    return _scale_back("W1", float(cost[rows, cols].mean()), e)
+
+
+def sliced_wasserstein(x: Tensor, y: Tensor, n_projections: int = 128, seed: int = 0, p: int = 2) -> Tensor:
+    r"""Sliced Wasserstein distance :math:`(E_\omega W_p^p(\omega^\top x, \omega^\top y))^{1/p}`, float64.
+
+    Directions :math:`\omega` are uniform on the sphere, drawn from ``seed``; each 1-D :math:`W_p`
+    between the two empirical measures (sizes may differ) is exact: the integral over
+    :math:`u \in [0, 1]` of :math:`|F^{-1}(u) - G^{-1}(u)|^p` with piecewise-constant quantiles.
+
+    Args:
+        x: (n, d); y: (m, d). n_projections: directions >= 1. seed: their seed. p: 1 or 2.
+    Returns:
+        scalar float64 tensor.
+    """
+    for name, v in (("x", x), ("y", y)):
+        if not isinstance(v, Tensor) or v.ndim != 2 or len(v) == 0:
+            raise ValueError(f"{name} must be a non-empty tensor of shape (N, d), got "
+                             f"{tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__}")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} features but y has {y.shape[1]}: both must be (N, d) with the same d")
+    check_positive_int("n_projections", n_projections)
+    if p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p!r}")
+    gen = torch.Generator().manual_seed(check_positive_int("seed", seed, minimum=0))
+    omega = torch.randn(n_projections, x.shape[1], generator=gen, dtype=torch.float64).to(x.device)
+    omega = omega / omega.norm(dim=1, keepdim=True)  # (P, d) unit directions
+    x, y = x.detach().to(torch.float64), y.detach().to(torch.float64)
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise ValueError("x and y must hold finite values (no NaN or inf)")
+    top = max(float(x.abs().max()), float(y.abs().max()))
+    e = 0 if top == 0.0 or 1.0 / _SAFE <= top <= _SAFE else math.frexp(top)[1]
+    if e:  # extreme inputs: SW of (x - c, y - c) * 2**-e (exact), times 2**e below
+        c = x.mean(dim=0)
+        x, y = x - c, y - c
+        e = _pow2_exponent(x.cpu().numpy(), y.cpu().numpy())
+        for step in (-e // 2, -e - (-e // 2)):  # two factors: 2.0**1074 alone would overflow
+            x, y = x * 2.0**step, y * 2.0**step
+    px = (x @ omega.T).sort(dim=0).values  # (n, P) sorted projections
+    py = (y @ omega.T).sort(dim=0).values  # (m, P)
+    n, m = len(px), len(py)
+    opts = dict(dtype=torch.float64, device=px.device)
+    levels = torch.unique(torch.cat([torch.arange(1, n + 1, **opts) / n, torch.arange(1, m + 1, **opts) / m]))
+    widths = torch.diff(levels, prepend=levels.new_zeros(1))  # quantile pieces, (L,)
+    mid = levels - widths / 2
+    ix = (mid * n).floor().long().clamp(max=n - 1)  # F^{-1}(u) = px[floor(u n)] on the piece
+    iy = (mid * m).floor().long().clamp(max=m - 1)
+    cost = (widths[:, None] * (px[ix] - py[iy]).abs() ** p).sum(0)  # W_p^p per direction, (P,)
+    value = cost.mean() ** (1.0 / p)
+    if e:
+        value = value.new_tensor(_scale_back("sliced Wasserstein distance", float(value), e))
+    return value
+
+
+# ----------------------------------------------------------------------------- one protocol for the digits
+
+#: The book's one protocol for 8x8 digit images: every chapter that scores digits calls this.
+DIGIT_PROTOCOL = dict(kid_subsets=50, kid_subset_size=100, kid_seed=0, pr_k=3, is_splits=1)
+
+
+def digit_scores(fake: object, reference: object, classifier: object | None = None) -> dict[str, float]:
+    """Every digit metric of generated 8x8 images against a reference, with the book's one protocol.
+
+    FID and improved precision/recall (k = 3) on the classifier's 64 features; KID as the mean and
+    std over 50 subsets of 100 rows (seed 0; fewer rows when a set is smaller); the Inception Score
+    of the classifier's probabilities in one split (small N: splitting only adds bias); and the
+    predicted-class histogram: how many of the 10 digits appear, and its KL to uniform (nats).
+
+    Args:
+        fake: (N, 1, 8, 8) generated images in [-1, 1].
+        reference: (M, 1, 8, 8) real images, or their (M, 64) features from
+            :func:`ganref.features.digit_features` (pass features to score many sets against one reference).
+        classifier: the digits classifier; ``None`` loads the shipped one.
+    Returns:
+        ``{"fid", "kid", "kid_std", "precision", "recall", "inception_score", "classes", "class_kl"}``.
+    """
+    from ganref.features import N_CLASSES, N_FEATURES, _images, load_classifier
+
+    classifier = classifier if classifier is not None else load_classifier()
+    if isinstance(reference, (torch.Tensor, np.ndarray)) and reference.ndim == 2:
+        if reference.shape[1] != N_FEATURES:
+            raise ValueError(f"reference features must have shape (M, {N_FEATURES}), got {tuple(reference.shape)}")
+        f_ref = _as_matrix("reference", reference, min_rows=2)
+    else:
+        f_ref = digit_features(_images("reference", reference), classifier)
+    fake = _images("fake", fake)  # (N, 1, 8, 8), named in errors
+    f_fake = digit_features(fake, classifier)  # (N, 64)
+    probs = digit_probs(fake, classifier)  # (N, 10)
+    size = min(DIGIT_PROTOCOL["kid_subset_size"], len(f_ref), len(f_fake))
+    kid_mean, kid_std = kid(f_ref, f_fake, subsets=DIGIT_PROTOCOL["kid_subsets"], subset_size=size,
+                            seed=DIGIT_PROTOCOL["kid_seed"])
+    precision, recall = precision_recall(f_ref, f_fake, k=DIGIT_PROTOCOL["pr_k"])
+    counts = np.bincount(probs.argmax(1), minlength=N_CLASSES)
+    share = counts[counts > 0] / counts.sum()
+    return {"fid": fid(f_ref, f_fake), "kid": kid_mean, "kid_std": kid_std, "precision": precision,
+            "recall": recall, "inception_score": inception_score(probs, splits=DIGIT_PROTOCOL["is_splits"])[0],
+            "classes": int((counts > 0).sum()), "class_kl": float(max(np.sum(share * np.log(N_CLASSES * share)), 0.0))}

@@ -169,3 +169,43 @@ def sample_z(n: int, z_dim: int, generator: torch.Generator | None = None,
              device: torch.device | str = "cpu") -> Tensor:
     """z ~ N(0, I), shape (n, z_dim), drawn on the CPU from ``generator`` and moved to ``device``."""
     return torch.randn(n, z_dim, generator=generator).to(device)
+
+
+@torch.no_grad()
+def sample(G: nn.Module, n: int, seed: int, device: torch.device | str | None = None,
+           labels: Tensor | None = None) -> Tensor:
+    """``n`` samples of ``G`` from z ~ N(0, I) drawn with ``seed``: eval mode, no gradients, on the CPU.
+
+    The same (G, n, seed) gives the same samples on the same machine; ``z`` is drawn on the CPU with
+    ``torch.Generator().manual_seed(seed)``, so it does not depend on the device. G's train/eval mode is
+    restored afterwards. Batch-norm generators then use their running statistics, so a sample does not
+    depend on the others in its batch.
+
+    Args:
+        G: a generator with a ``z_dim`` attribute, called as ``G(z)`` or ``G(z, labels)``.
+        n: number of samples.
+        seed: seed of the noise (>= 0).
+        device: where G runs; ``None``: the device of G's parameters.
+        labels: (n,) class labels for a conditional G.
+    Returns:
+        G's output for the n draws, on the CPU.
+    """
+    n = check_positive_int("n", n)
+    seed = check_positive_int("seed", seed, minimum=0)
+    z_dim = getattr(G, "z_dim", None)
+    if not isinstance(z_dim, int):
+        raise ValueError(f"G must have an integer z_dim attribute (the noise size), got {z_dim!r}")
+    if labels is not None and (not isinstance(labels, Tensor) or labels.shape != (n,)):
+        raise ValueError(f"labels must be a tensor of shape ({n},), got "
+                         f"{tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__}")
+    if device is None:
+        first = next(G.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    was_training = G.training
+    G.eval()
+    try:
+        x = G(z) if labels is None else G(z, labels.to(device))
+    finally:
+        G.train(was_training)
+    return x.cpu()

@@ -12,9 +12,13 @@ environment variable ``GANREF_PROFILE``.
 
 from __future__ import annotations
 
+import glob
+import math
 import os
 import random
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import TypeVar
 
@@ -83,6 +87,13 @@ def by_profile(profile: str, *, smoke: T, cpu: T, full: T) -> T:
     return {"smoke": smoke, "cpu": cpu, "full": full}[resolve_profile(profile)]
 
 
+# --- argument checks: one checker for every config and function ---------------------------------
+#
+# Configs call these in ``__post_init__`` and are frozen dataclasses, so a config that exists is valid.
+# Bools are rejected where numbers are expected (``lr=True`` is a bug, not 1.0); NumPy scalars are
+# accepted; infinities and NaN are rejected.
+
+
 def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
     """Return ``value`` as an int, or raise a ValueError naming ``name`` if it is below ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -90,15 +101,87 @@ def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_number(name: str, value: object, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite real number in the given range, else a ValueError.
+
+    ``check_number("lr", lr, low=0, low_open=True)`` asks for lr > 0; ``low=0`` alone for lr >= 0.
+    """
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        v = float(value)
+        ok = math.isfinite(v) and (low is None or (v > low if low_open else v >= low)) \
+            and (high is None or (v < high if high_open else v <= high))
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low:g}")
+        if high is not None:
+            bounds.append(f"{'<' if high_open else '<='} {high:g}")
+        raise ValueError(f"{name} must be a finite number{' ' + ' and '.join(bounds) if bounds else ''}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def check_positive(name: str, value: object) -> float:
+    """A finite number > 0 (learning rates, standard deviations, clip values)."""
+    return check_number(name, value, low=0, low_open=True)
+
+
+def check_betas(name: str, betas: object) -> tuple[float, float]:
+    """Adam's ``(beta1, beta2)``: two finite numbers in [0, 1)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"{name} must be two numbers in [0, 1), got {betas!r}")
+    try:
+        return tuple(check_number(f"{name}[{i}]", b, low=0, high=1, high_open=True)
+                     for i, b in enumerate(betas))  # type: ignore[return-value]
+    except ValueError:
+        raise ValueError(f"{name} must be two numbers in [0, 1), got {betas!r}") from None
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, else a ValueError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_config(cfg: object, expected: type | tuple[type, ...], where: str) -> None:
+    """Refuse another method's config: ``check_config(cfg, WGANConfig, "wgan.wgan_step")``."""
+    if not isinstance(cfg, expected):
+        names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+        raise TypeError(f"{where} needs a {names}, got {type(cfg).__name__}: each step takes its own "
+                        "method's config")
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place.
 
     A reader never sees a half-written file, and a crash leaves the old file (or none) behind.
+    The temporary file is ``<name>.<pid>.<random>.tmp`` (git ignores ``*.tmp``); one left by an
+    interrupted write (``kill -9``, power loss) is removed by the next write of the same path once
+    its process no longer runs, and so is a pre-pid one (``<name><random>.tmp``) over an hour old.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    leftover = re.compile(re.escape(path.name) + r"(?:\.(\d+)\.[a-z0-9_]+|[a-z0-9_]{8})\.tmp")
+    for old in path.parent.glob(f"{glob.escape(path.name)}*.tmp"):
+        m = leftover.fullmatch(old.name)
+        try:
+            stale = m is not None and (not _pid_alive(int(m.group(1))) if m.group(1)
+                                       else time.time() - old.stat().st_mtime > 3600)
+            if stale:
+                old.unlink()
+        except OSError:  # gone already, or not ours to remove: the write itself still goes ahead
+            pass
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results and checkpoints are meant to be read
         with os.fdopen(fd, "wb") as f:
@@ -109,3 +192,16 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (assumed alive where that cannot be checked)."""
+    if os.name != "posix":  # on Windows os.kill(pid, 0) would terminate the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it runs, under another user
+        return True
+    return True

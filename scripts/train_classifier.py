@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from ganref.classifier import WEIGHTS, save_classifier, train_classifier
+from ganref.features import WEIGHTS, save_classifier, train_classifier
 
 
 def main(argv: list[str] | None = None) -> float:

@@ -43,7 +43,7 @@ results_path = None
 ```{code-cell} ipython3
 import matplotlib.pyplot as plt
 import numpy as np
-from ganref.report import Report
+from ganref.pipeline.report import Report
 
 report = Report("01_demo", "Demo chapter", profile, "cpu", seed, path=results_path)
 t = np.linspace(0.0, 2.0 * np.pi, 200)
@@ -67,7 +67,7 @@ ipywidgets.IntSlider(value=3, min=0, max=10, description="step")
 def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder of a smoke run, ``<tmp>/runs/smoke``, holding ``NN_slug.ipynb`` and ``NN_slug.json``.
 
-    Runs ``python -m ganref.cli run --profile smoke --out <tmp>/runs`` once per session. While
+    Runs ``python -m ganref.pipeline.cli run --profile smoke --out <tmp>/runs`` once per session. While
     ``notebooks/`` holds no chapter yet, the runner is pointed (``$GANREF_ROOT``) at a temporary
     project holding one demo chapter, so the runner, papermill and everything after them are
     still exercised for real. Set ``$GANREF_SMOKE_RUNS`` to the ``smoke`` folder of an earlier
@@ -87,7 +87,7 @@ def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (project / "notebooks").mkdir(parents=True)
         (project / "notebooks" / "01_demo.md").write_text(DEMO_CHAPTER, encoding="utf-8")
         env["GANREF_ROOT"] = str(project)
-    cmd = [sys.executable, "-m", "ganref.cli", "run", "--profile", "smoke", "--jobs", "2", "--out", str(base / "runs")]
+    cmd = [sys.executable, "-m", "ganref.pipeline.cli", "run", "--profile", "smoke", "--jobs", "2", "--out", str(base / "runs")]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         pytest.fail(f"`{' '.join(cmd[1:])}` failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ganref import report, runner
+from ganref.pipeline import report, runner
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTERS = [p.stem for p in runner.list_chapters(REPO / "notebooks")]

@@ -88,3 +88,56 @@ def test_split_batch():
     assert [c.tolist() for c in chunks] == [[[0, 1], [2, 3]], [[4, 5], [6, 7]], [[8, 9], [10, 11]]]
     with pytest.raises(ValueError, match=r"real must be a batch of n_dis \* B = 4 \* B rows, got \(6, 2\)"):
         data.split_batch(torch.zeros(6, 2), 4, "n_dis")
+
+
+# ----------------------------------------------------------------------------- batch_sampler with d_steps
+
+
+@pytest.mark.parametrize("d_steps", [1, 3])
+def test_batch_sampler_draws_d_steps_batches_per_step(d_steps):
+    table = torch.arange(50.0).reshape(25, 2)
+    sample = data.batch_sampler(table, 4, d_steps=d_steps)
+    b = sample(torch.Generator().manual_seed(0))
+    assert b.shape == (d_steps * 4, 2)
+    idx = torch.randint(25, (d_steps * 4,), generator=torch.Generator().manual_seed(0))  # with replacement
+    assert torch.equal(b, table[idx])
+    assert len(data.split_batch(b, d_steps)) == d_steps
+    # a sampler function is asked for d_steps * B rows in one call
+    asked = []
+    fn = lambda n, g: (asked.append(n), torch.zeros(n, 2))[1]  # noqa: E731
+    assert data.batch_sampler(fn, 4, d_steps=d_steps)(torch.Generator()).shape == (d_steps * 4, 2)
+    assert asked == [d_steps * 4]
+    mix = data.ring8()
+    assert torch.equal(data.batch_sampler(mix.sample, 5, d_steps=d_steps)(torch.Generator().manual_seed(1)),
+                       mix.sample(d_steps * 5, torch.Generator().manual_seed(1)))
+
+
+def test_batch_sampler_fingerprint_tells_data_apart():
+    fp = lambda d, b=4, k=1: data.batch_sampler(d, b, d_steps=k).fingerprint  # noqa: E731
+    x = torch.randn(30, 2, generator=torch.Generator().manual_seed(0))
+    assert fp(x) == fp(x.clone())  # equal data: equal fingerprints
+    y = x.clone()
+    y[17, 1] += 1e-6  # one number changed
+    assert fp(y) != fp(x)
+    assert fp(x.reshape(60, 1)) != fp(x)  # the same numbers in another shape
+    assert fp(x.double()) != fp(x)  # another dtype
+    assert fp(x, 4, 2) != fp(x, 4, 1)  # rows per step are part of it
+    assert fp(x, 4, 2) == fp(x, 8, 1)  # 2 x 4 or 1 x 8 rows: the same stream of data (the config tells them apart)
+    assert "8 rows per step" in fp(x, 4, 2)
+    # mixtures: the same mixture built twice agrees, other means or another std do not
+    assert fp(data.ring8().sample) == fp(data.ring8().sample)
+    assert fp(data.ring8().sample) != fp(data.grid25().sample)
+    assert fp(data.ring8().sample) != fp(data.ring8(std=0.05).sample)
+    assert fp(data.ring8().sample) != fp(data.ring8(radius=3.0).sample)
+    assert fp(data.swiss_roll) == fp(data.swiss_roll) != fp(data.ring8().sample)
+
+
+@pytest.mark.parametrize("d_steps", [0, -1, True, 2.0])
+def test_batch_sampler_bad_d_steps(d_steps):
+    with pytest.raises(ValueError, match="d_steps must be an integer >= 1"):
+        data.batch_sampler(torch.zeros(3, 2), 4, d_steps=d_steps)
+
+
+def test_batch_sampler_bad_data():
+    with pytest.raises(ValueError, match="data must be a tensor or a callable"):
+        data.batch_sampler(np.zeros((3, 2)), 4)

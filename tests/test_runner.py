@@ -1,9 +1,20 @@
+"""Tests for ganref/pipeline/runner.py: chapter selection, staging and promotion of runs, the results table.
+
+The runs use throwaway chapters written into a temporary project ($GANREF_ROOT), each a few cells
+that record a number and fail when $FLAKY_FAIL is set, so a re-run that fails can be reproduced
+without running the book's real chapters.
+"""
+
+from __future__ import annotations
+
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from ganref import cli, runner
+from ganref.pipeline import cli, report, runner
 
 
 def test_list_and_select():
@@ -19,32 +30,195 @@ def test_unknown_chapter_is_named():
         runner.select_chapters(["99"])
 
 
-def test_cli_errors_are_clear(capsys):
-    assert cli.main(["run", "99", "--profile", "smoke"]) == 2
-    assert "chapter '99' not found" in capsys.readouterr().err
-    assert cli.main(["run", "--jobs", "0", "--profile", "smoke"]) == 2
-    assert "jobs must be an integer >= 1" in capsys.readouterr().err
-    proc = subprocess.run([sys.executable, "-m", "ganref.cli", "run", "--profile", "huge"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2 and "invalid choice: 'huge'" in proc.stderr
-
-
-def test_results_without_runs(tmp_path, capsys):
-    assert cli.main(["results", "--profile", "smoke", "--out", str(tmp_path)]) == 2
-    assert "run `ganref run --profile smoke` first" in capsys.readouterr().err
-
-
 def test_results_table_sets_references_beside_results(tmp_path):
-    from ganref import report
-
     r = report.Report("01_x", "X", "smoke", "cpu", 0, tmp_path / "smoke" / "01_x.json")
     r.record(modes=7.0, other=1)
     r.reference("modes", 3.3, "VEEGAN Table 1")
-    table = runner.results_table("smoke", tmp_path)
+    r.complete()
+    table, flagged = runner.results_report("smoke", tmp_path)
     line = next(l for l in table.splitlines() if l.startswith("modes"))
     assert "7" in line and "3.3" in line and "VEEGAN Table 1" in line
+    assert flagged == [] and "status complete, written 20" in table
 
 
-def test_list_command(capsys):
-    assert cli.main(["list"]) == 0
-    assert "01_vanilla_gan" in capsys.readouterr().out
+# ---------------------------------------------------------------------------------------------
+# Real runs of throwaway chapters (papermill kernels: a few seconds each)
+# ---------------------------------------------------------------------------------------------
+
+CHAPTER = '''---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# {title}
+
+```{{code-cell}} ipython3
+:tags: [parameters]
+profile = None
+device = "auto"
+seed = 0
+results_path = None
+```
+
+```{{code-cell}} ipython3
+import os
+
+import numpy as np
+
+import ganref
+
+failing = bool(os.environ.get("FLAKY_FAIL"))
+{body}
+```
+'''
+# 01 records, saves an array, then fails on the bad run: the issue's "flaky re-run".
+FLAKY = '''ch = ganref.setup("01_flaky", "Flaky", profile, "cpu", seed, results_path, budget=dict(smoke={}, cpu={}, full={}))
+run = 2 if failing else 1
+ch.report.record(value=run)
+ch.report.save_array("samples", np.full(3, run))
+print("cell output of run", run)
+if failing:
+    raise RuntimeError("flaky failure after recording")'''
+# 02 fails before its first record on the bad run.
+EARLY = '''if failing:
+    raise RuntimeError("early failure before any record")
+ch = ganref.setup("02_early", "Early", profile, "cpu", seed, results_path, budget=dict(smoke={}, cpu={}, full={}))
+ch.report.record(value=1)'''
+
+
+def _snapshot(folder: Path, stem: str) -> dict[str, bytes]:
+    files = [folder / f"{stem}.json", folder / f"{stem}.ipynb", *sorted((folder / f"{stem}_artifacts").glob("*"))]
+    return {str(p.relative_to(folder)): p.read_bytes() for p in files if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def flaky_runs(tmp_path_factory):
+    """A good run of both chapters, then a run in which both fail; snapshots of runs/smoke after each."""
+    base = tmp_path_factory.mktemp("flaky")
+    (base / "notebooks").mkdir()
+    (base / "notebooks" / "01_flaky.md").write_text(CHAPTER.format(title="Flaky", body=FLAKY))
+    (base / "notebooks" / "02_early.md").write_text(CHAPTER.format(title="Early", body=EARLY))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GANREF_ROOT", str(base))
+    mp.setenv("OMP_NUM_THREADS", "1")
+    mp.delenv("FLAKY_FAIL", raising=False)
+    out = base / "runs"
+    try:
+        good = runner.run(None, "smoke", "cpu", 0, jobs=1, out=out)
+        after_good = {s: _snapshot(out / "smoke", s) for s in ("01_flaky", "02_early")}
+        mp.setenv("FLAKY_FAIL", "1")
+        bad = runner.run(None, "smoke", "cpu", 0, jobs=1, out=out)
+        after_bad = {s: _snapshot(out / "smoke", s) for s in ("01_flaky", "02_early")}
+    finally:
+        mp.undo()
+    return {"base": base, "run": out / "smoke", "good": good, "bad": bad, "after_good": after_good,
+            "after_bad": after_bad}
+
+
+@pytest.mark.parametrize("stem", ["01_flaky", "02_early"])
+def test_failed_rerun_keeps_the_good_results_notebook_and_artifacts(flaky_runs, stem):
+    """Issue 11, item 1: a re-run that records then fails replaced the good JSON and notebook."""
+    assert all(o.ok for o in flaky_runs["good"]) and not any(o.ok for o in flaky_runs["bad"])
+    good = flaky_runs["after_good"][stem]
+    assert f"{stem}.json" in good and f"{stem}.ipynb" in good
+    assert flaky_runs["after_bad"][stem] == good  # byte for byte: JSON, notebook and artifacts
+    data = json.loads(good[f"{stem}.json"])
+    assert data["status"] == "complete" and data["results"]["value"] == 1 and data["updated"]
+    if stem == "01_flaky":
+        assert set(good) == {"01_flaky.json", "01_flaky.ipynb", "01_flaky_artifacts/samples.npy"}
+        assert "cell output of run 1" in good["01_flaky.ipynb"].decode()
+    # the stored notebook's injected results_path names the stored JSON, not the staging folder
+    notebook = good[f"{stem}.ipynb"].decode()
+    assert json.dumps(str(flaky_runs["run"] / f"{stem}.json"))[1:-1] in notebook and "/running/" not in notebook
+
+
+def test_failed_run_is_kept_apart_for_inspection(flaky_runs):
+    failed = flaky_runs["run"] / "failed"
+    flaky = report.load(failed / "01_flaky.json")
+    assert flaky["status"] == "failed" and flaky["results"]["value"] == 2
+    assert "RuntimeError: flaky failure after recording" in flaky["error"]
+    assert (failed / "01_flaky_artifacts" / "samples.npy").is_file()
+    assert "flaky failure after recording" in (failed / "01_flaky.ipynb").read_text()
+    assert json.dumps(str(failed / "01_flaky.json"))[1:-1] in (failed / "01_flaky.ipynb").read_text()
+    outcome = next(o for o in flaky_runs["bad"] if o.chapter == "01_flaky")
+    assert outcome.results == str(failed / "01_flaky.json") and "flaky failure" in outcome.error
+    # nothing is left in the staging area
+    assert list((flaky_runs["run"] / "running").iterdir()) == []
+
+
+def test_run_failing_before_its_first_record_leaves_no_stale_json_looking_current(flaky_runs):
+    """Issue 11, item 2: the old JSON stayed next to a new failed notebook, and looked current."""
+    early = report.load(flaky_runs["run"] / "failed" / "02_early.json")
+    assert early["status"] == "failed" and early["results"] == {}
+    assert "early failure before any record" in early["error"]
+    table, flagged = runner.results_report("smoke", flaky_runs["base"] / "runs")
+    assert flagged == ["01_flaky", "02_early"]
+    lines = table.splitlines()
+    for stem in flagged:
+        heading = lines.index(next(l for l in lines if l.startswith(f"## {stem}")))
+        assert "status complete, written 20" in lines[heading]
+        assert lines[heading + 1].startswith("!! FAILED: the last run (written 20")
+        assert "the numbers below are from the last complete run, written 20" in lines[heading + 1]
+
+
+def test_results_command_flags_the_failed_chapters(flaky_runs, capsys):
+    assert cli.main(["results", "--profile", "smoke", "--out", str(flaky_runs["base"] / "runs")]) == 1
+    out, err = capsys.readouterr()
+    assert "!! FAILED" in out and "2 chapter(s) flagged" in err and "01_flaky, 02_early" in err
+
+
+def test_a_good_run_after_a_failure_clears_it_and_stale_stages(flaky_runs, monkeypatch):
+    """A later complete run replaces the set and drops the failure; an interrupted run's stage goes."""
+    run = flaky_runs["run"]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = run / "running" / f"01_flaky.{int(dead.stdout)}.abc123"
+    stale.mkdir()
+    assert "was interrupted" in report.collect(run)[0].warnings[-1]
+    monkeypatch.setenv("GANREF_ROOT", str(flaky_runs["base"]))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("FLAKY_FAIL", raising=False)
+    (outcome,) = runner.run(["01"], "smoke", "cpu", 3, jobs=1, out=flaky_runs["base"] / "runs")
+    assert outcome.ok and outcome.results == str(run / "01_flaky.json")
+    assert report.load(run / "01_flaky.json")["seed"] == 3
+    assert not stale.exists() and not (run / "failed" / "01_flaky.json").exists()
+    assert not (run / "failed" / "01_flaky_artifacts").exists()
+    runs = {r.chapter: r for r in report.collect(run)}
+    assert runs["01_flaky"].ok and not runs["02_early"].ok
+
+
+def test_checks_come_before_any_kernel(tmp_path, monkeypatch):
+    """Issue 11, item 6: a bad option started 6 kernels that failed one by one; now none starts."""
+    def no_kernel(*args, **kwargs):
+        raise AssertionError("a kernel was started")
+
+    monkeypatch.setattr(runner, "run_chapter", no_kernel)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    out = tmp_path / "runs"
+    with pytest.raises(ValueError, match="device must be one of 'auto', 'cpu', 'cuda\\[:N\\]', 'mps', got 'tpu'"):
+        runner.run(None, "smoke", "tpu", out=out)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ValueError, match="device 'cuda' was asked for but CUDA is not available"):
+        runner.run(None, "smoke", "cuda", out=out)
+    for seed in (-1, 2**32, 1.5, True):
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 4294967295\]"):
+            runner.run(None, "smoke", "cpu", seed, out=out)
+    monkeypatch.setenv("OMP_NUM_THREADS", "0")
+    with pytest.raises(ValueError, match=r"\$OMP_NUM_THREADS must be a positive integer .*got '0'"):
+        runner.run(None, "smoke", "cpu", out=out)
+    monkeypatch.setenv("OMP_NUM_THREADS", "four")
+    with pytest.raises(ValueError, match=r"\$OMP_NUM_THREADS must be a positive integer .*got 'four'"):
+        runner.run(None, "smoke", "cpu", out=out)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=rf"cannot write the output folder {tmp_path}/file/smoke \(--out "
+                                         rf"'{tmp_path}/file'\): {tmp_path}/file is a file, not a folder"):
+        runner.run(None, "smoke", "cpu", out=tmp_path / "file")
+    with pytest.raises(ValueError, match="--out must name a folder, got ''"):
+        runner.run(None, "smoke", "cpu", out="")
+    assert not out.exists() or not any(out.rglob("*.ipynb"))

@@ -19,8 +19,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ganref import site
-from ganref.report import Report
+from ganref.pipeline import site
+from ganref.pipeline.report import Report
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -74,7 +74,10 @@ def test_results_page_sets_references_beside_results(tmp_path):
     r.reference("modes", 8, "Metz et al. 2017, Table 1", "10 unrolling steps")
     r.reference("fid", 12.5, "Heusel et al. 2017", "")  # a reference with no result beside it
     r.record(**{"a|b": 1})
-    Report("02_y", "Nothing yet", "smoke", "cpu", 0, path=tmp_path / "02_y.json").record()
+    r.complete()
+    empty = Report("02_y", "Nothing yet", "smoke", "cpu", 0, path=tmp_path / "02_y.json")
+    empty.record()
+    empty.complete()
     (tmp_path / "notes.json").write_text("{}")  # not a chapter file: ignored
     md = site.results_markdown(tmp_path, "smoke", chapters={"01_x"})
     lines = md.splitlines()
@@ -89,10 +92,49 @@ def test_results_page_sets_references_beside_results(tmp_path):
     assert "| (none recorded) | | | | |" in lines
     assert "| a\\|b | 1 |  |  |  |" in lines
     assert "profile `smoke` · device `cpu` · seed `3`" in md
+    assert "status `complete` · written `20" in md  # when the numbers were written
+    assert "{warning}" not in md  # complete runs: nothing to flag
     # every table row has the header's 5 columns (escaped pipes do not count)
     rows = [ln.replace("\\|", "") for ln in lines if ln.startswith("|")]
     assert rows and all(row.count("|") == 6 for row in rows)
     assert "No chapter recorded results" in site.results_markdown(tmp_path / "none", "cpu")
+
+
+def _record(path: Path, status: str, updated: str, **extra) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"chapter": path.stem, "title": path.stem.upper(), "profile": "smoke", "device": "cpu",
+                                "seed": 0, "status": status, "updated": updated, "results": {"value": 1.5},
+                                "references": [], **extra}))
+
+
+def test_failed_and_incomplete_chapters_are_flagged_on_the_results_page_and_their_pages(tmp_path):
+    """Issue 11, item 2: the site showed a failed or partial run's numbers like any others."""
+    run = tmp_path / "smoke"
+    _record(run / "01_good.json", "complete", "2025-01-02T00:00:00+00:00")
+    _record(run / "02_then_failed.json", "complete", "2025-01-01T00:00:00+00:00")
+    _record(run / "failed" / "02_then_failed.json", "failed", "2025-01-03T00:00:00+00:00", error="RuntimeError: boom")
+    _record(run / "failed" / "03_never_ran.json", "failed", "2025-01-03T00:00:00+00:00", error="NameError: x",
+            results={"value": 99.25})
+    _record(run / "04_partial.json", "running", "2025-01-03T00:00:00+00:00")
+    md = site.results_markdown(run, "smoke", chapters={"01_good", "02_then_failed"})
+    sections = {sec.split("\n", 1)[0]: sec for sec in md.split("\n## ")[1:]}
+    assert "{warning}" not in sections["[01\\_GOOD](chapters/01_good.ipynb)"]
+    failed = sections["[02\\_THEN\\_FAILED](chapters/02_then_failed.ipynb)"]
+    assert "```{warning}\nFAILED: the last run (written 2025-01-03" in failed and "RuntimeError: boom" in failed
+    assert "written `2025-01-01T00:00:00+00:00`" in failed and "| `value` | 1.5 |" in failed
+    never = sections["03\\_NEVER\\_RAN"]
+    assert "there are no complete results" in never and "No complete results" in never and "99.25" not in never
+    assert "INCOMPLETE: this record's run is 'running'" in sections["04\\_PARTIAL"]
+    # the chapter pages: a warning under the title of the flagged one only
+    for stem in ("01_good", "02_then_failed"):
+        _notebook(run / f"{stem}.ipynb", executed=True)
+    notebooks = site.executed_notebooks(run)
+    site.copy_chapters(run, notebooks, tmp_path / "chapters")
+    good = nbformat.read(tmp_path / "chapters" / "01_good.ipynb", as_version=4)
+    flagged = nbformat.read(tmp_path / "chapters" / "02_then_failed.ipynb", as_version=4)
+    assert (tmp_path / "chapters" / "01_good.ipynb").read_bytes() == (run / "01_good.ipynb").read_bytes()
+    assert len(flagged.cells) == len(good.cells) + 1 and flagged.cells[0].source == "# T"
+    assert flagged.cells[1].source.startswith("```{warning}\nFAILED: the last run")
 
 
 def test_external_assets_finds_remote_scripts_and_styles(tmp_path):

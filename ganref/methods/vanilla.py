@@ -16,8 +16,8 @@ Early in training :math:`\log(1 - D(G(z)))` saturates, so the paper suggests the
 :math:`\log D(G(z))` instead (Sec. 3): the *non-saturating* loss.
 
 Deviations from the paper: Adam (Kingma & Ba 2015) with the DCGAN settings lr 2e-4, betas (0.5, 0.999)
-instead of SGD with momentum; k = 1 discriminator step per generator step (the paper's experiments
-also use k = 1); batches drawn with replacement.
+instead of SGD with momentum; k = 1 discriminator step per generator step by default (the paper's
+experiments also use k = 1); batches drawn with replacement.
 """
 
 from __future__ import annotations
@@ -28,48 +28,59 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ganref.data import GaussianMixture
+from ganref.data import GaussianMixture, split_batch
 from ganref.losses import d_loss_minimax, g_loss_minimax, g_loss_nonsaturating
 from ganref.train import State
+from ganref.utils import check_betas, check_choice, check_config, check_positive, check_positive_int
 
-__all__ = ["VanillaConfig", "train_step", "optimal_discriminator", "optimal_value", "make_optimizers",
-           "d_loss_minimax", "g_loss_minimax", "g_loss_nonsaturating"]
+__all__ = ["VanillaConfig", "vanilla_step", "optimal_discriminator", "optimal_value", "make_optimizers"]
 
 
-@dataclass
+G_LOSSES = ("nonsaturating", "minimax")
+
+
+@dataclass(frozen=True)
 class VanillaConfig:
     """Hyperparameters. ``g_loss`` is ``"nonsaturating"`` (the paper's practical choice) or ``"minimax"``."""
 
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    g_loss: str = "nonsaturating"
+    lr: float = 2e-4  # DCGAN's Adam settings (Radford et al. 2016, Sec. 4); the paper used SGD with momentum
+    betas: tuple[float, float] = (0.5, 0.999)  # DCGAN (Radford et al. 2016, Sec. 4)
+    g_loss: str = "nonsaturating"  # -log D(G(z)), Sec. 3 of the paper
+    d_steps: int = 1  # k = 1 discriminator step per generator step (Algorithm 1, as in the paper's experiments)
 
     def __post_init__(self) -> None:
-        if self.g_loss not in ("nonsaturating", "minimax"):
-            raise ValueError(f"g_loss must be 'nonsaturating' or 'minimax', got {self.g_loss!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        check_positive("lr", self.lr)
+        check_betas("betas", self.betas)
+        check_choice("g_loss", self.g_loss, G_LOSSES)
+        check_positive_int("d_steps", self.d_steps)
 
 
 def make_optimizers(G: torch.nn.Module, D: torch.nn.Module, cfg: VanillaConfig) -> dict[str, torch.optim.Optimizer]:
+    check_config(cfg, VanillaConfig, "vanilla.make_optimizers")
     return {"G": torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=cfg.betas),
             "D": torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=cfg.betas)}
 
 
-def train_step(state: State, real: Tensor, cfg: VanillaConfig) -> dict[str, Tensor]:
-    """One step of Algorithm 1 (k = 1): a discriminator update, then a generator update."""
+def vanilla_step(state: State, real: Tensor, cfg: VanillaConfig) -> dict[str, Tensor]:
+    """One step of Algorithm 1: ``cfg.d_steps`` (k) discriminator updates, then a generator update.
+
+    Args:
+        real: (d_steps * B, ...) real rows, one batch of B per discriminator update.
+    """
+    check_config(cfg, VanillaConfig, "vanilla.vanilla_step")
     G, D = state.modules["G"], state.modules["D"]
     opt_g, opt_d = state.optimizers["G"], state.optimizers["D"]
-    B = real.shape[0]
+    reals = split_batch(real, cfg.d_steps, "d_steps")
+    B = reals[0].shape[0]
 
-    # --- D maximizes E log D(x) + E log(1 - D(G(z)))                    Eq. (1)
-    z = state.randn(B, G.z_dim)
-    with torch.no_grad():
-        fake = G(z)
-    d_loss = d_loss_minimax(D(real), D(fake))  # = -V(D, G)
-    opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    opt_d.step()
+    # --- D maximizes E log D(x) + E log(1 - D(G(z)))                    Eq. (1), k times
+    for x in reals:
+        with torch.no_grad():
+            fake = G(state.randn(B, G.z_dim))
+        d_loss = d_loss_minimax(D(x), D(fake))  # = -V(D, G)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
 
     # --- G minimizes E log(1 - D(G(z)))  (minimax)                      Eq. (1)
     #     or maximizes E log D(G(z))      (non-saturating)               Sec. 3

@@ -7,7 +7,8 @@ Pipeline (see DESIGN.md)::
     npm packages in book/package.json --copy--> book/_build/offline/ (html_static_path)
     jupyter-book build book/ (execute_notebooks: "off") --> book/_build/html/index.html
 
-Nothing is executed again: the site shows exactly the outputs the runner stored. The site works
+Nothing is executed again: the site shows exactly the outputs the runner stored, and flags (with a
+warning on its page and on the results page) a chapter whose last run failed or did not finish. It works
 with no network: the ipywidgets embedder (with require.js) and MathJax are served from the
 site's own ``_static`` folder instead of the public CDNs that Jupyter Book uses by default.
 
@@ -32,7 +33,7 @@ from typing import Any
 
 import nbformat
 
-from ganref.report import load as load_results
+from ganref.pipeline.report import ChapterRun, collect
 from ganref.utils import resolve_profile
 
 #: Where ``_config.yml`` points ``html_static_path``; relative to the book folder (git-ignored).
@@ -45,32 +46,9 @@ WIDGET_JS = {
 }
 #: Web fonts (Font Awesome) that the widget bundle's CSS loads from its own folder.
 WIDGET_FONTS = ("*.woff2", "*.woff", "*.ttf", "*.eot", "*.svg")
-#: Loaded before require.js on pages with widgets (``nb_ipywidgets_js`` in ``_config.yml``).
-WIDGETS_SETUP_JS = """\
-/* ganref site: settings for the ipywidgets embedder (written by ganref/site.py). */
-(function () {
-  "use strict";
-  // 1. require.js resolves the widget bundle's module id against this folder (_static/), so the
-  //    bundle's web fonts load from here too, not from <page folder>/@jupyter-widgets/....
-  var here = document.currentScript.src.replace(/\\/[^\\/]*$/, "");
-  window.require = { paths: { "@jupyter-widgets/html-manager/dist": here } };
-  // 2. The embedder typesets widget labels with MathJax 2's MathJax.Hub.Queue, but the book
-  //    loads MathJax 3: hand that call to MathJax 3 once the deferred MathJax script has run.
-  document.addEventListener("DOMContentLoaded", function () {
-    var mj = window.MathJax;
-    if (!mj || mj.Hub) return;
-    mj.Hub = {
-      Queue: function (job) {
-        var node = job && job[2];
-        var ready = mj.startup && mj.startup.promise ? mj.startup.promise : Promise.resolve();
-        ready.then(function () {
-          return mj.typesetPromise ? mj.typesetPromise(node ? [node] : undefined) : null;
-        }).catch(function (err) { console.warn("MathJax could not typeset a widget label", err); });
-      },
-    };
-  });
-})();
-"""
+#: Loaded before require.js on pages with widgets (``nb_ipywidgets_js`` in ``_config.yml``): tells
+#: require.js where the widget bundle is, and hands MathJax 2 calls of the embedder to MathJax 3.
+WIDGETS_SETUP_JS = Path(__file__).resolve().parents[1] / "assets" / "ganref-widgets.js"
 #: Parts of the ``mathjax`` package's ``es5`` folder the page loads: the combined TeX/MathML
 #: to HTML component (``mathjax_path`` in ``_config.yml``) and what it loads on demand
 #: (TeX extensions, CHTML fonts, the menu and its accessibility parts).
@@ -111,12 +89,7 @@ def build_site(profile: str = "cpu", runs_dir: str | Path = "runs", book_dir: st
     run = Path(runs_dir) / profile
     notebooks = executed_notebooks(run)
 
-    chapters = book / "chapters"
-    if chapters.exists():
-        shutil.rmtree(chapters)
-    chapters.mkdir()
-    for nb in notebooks:  # a fresh mtime, so Sphinx re-reads a page even from an older run
-        shutil.copyfile(nb, chapters / nb.name)
+    copy_chapters(run, notebooks, book / "chapters")
     (book / "results.md").write_text(results_markdown(run, profile, {nb.stem for nb in notebooks}),
                                      encoding="utf-8")
 
@@ -160,11 +133,28 @@ def executed_notebooks(run: str | Path) -> list[Path]:
     return notebooks
 
 
+def copy_chapters(run: Path, notebooks: list[Path], chapters: Path) -> None:
+    """Copy the run's notebooks into a fresh ``chapters`` folder; a flagged chapter's page gets a warning."""
+    if chapters.exists():
+        shutil.rmtree(chapters)
+    chapters.mkdir()
+    records = {r.chapter: r for r in collect(run)}
+    for nb in notebooks:  # a fresh mtime, so Sphinx re-reads a page even from an older run
+        flags = records[nb.stem].warnings if nb.stem in records else [f"no results record beside it in {run}"]
+        if not flags:
+            shutil.copyfile(nb, chapters / nb.name)
+            continue
+        page = nbformat.read(nb, as_version=4)  # the warning goes under the page's title cell
+        page.cells.insert(min(1, len(page.cells)), nbformat.v4.new_markdown_cell(_admonition(flags)))
+        nbformat.write(page, chapters / nb.name)
+
+
 def results_markdown(run: str | Path, profile: str, chapters: set[str] | None = None) -> str:
     """The results page: one table per chapter JSON in ``run``, references beside the results.
 
     Args:
-        run: a run folder holding ``NN_slug.json`` files written by :class:`ganref.report.Report`.
+        run: a run folder holding ``NN_slug.json`` files written by :class:`ganref.pipeline.report.Report`
+            (and ``failed/``, ``running/``: a chapter whose last run failed or did not finish is flagged).
         profile: the run's profile (for the page's heading).
         chapters: stems of the chapters on the site; a chapter's heading links to its page
             when its stem is here.
@@ -182,21 +172,29 @@ def results_markdown(run: str | Path, profile: str, chapters: set[str] | None = 
         "check that everything runs, and its numbers mean little.",
         "",
     ]
-    files = sorted(Path(run).glob("[0-9][0-9]_*.json"))
-    if not files:
+    records = collect(run)
+    if not records:
         lines += [f"No chapter recorded results in this run (no `runs/{profile}/NN_*.json`).", ""]
-    for path in files:
-        data = load_results(path)
-        lines += _chapter_table(data, link=f"chapters/{path.stem}.ipynb" if path.stem in chapters else None)
+    for record in records:
+        lines += _chapter_table(record, link=f"chapters/{record.chapter}.ipynb" if record.chapter in chapters else None)
     lines += ["## Papers cited", "", "The papers that the pages of this book cite, from `references.bib`.", "",
               "```{bibliography}", "```", ""]
     return "\n".join(lines) + "\n"
 
 
-def _chapter_table(data: dict[str, Any], link: str | None) -> list[str]:
+def _admonition(flags: list[str]) -> str:
+    return "```{warning}\n" + "\n\n".join(_escape(w) for w in flags) + "\n```"
+
+
+def _chapter_table(record: ChapterRun, link: str | None) -> list[str]:
+    data = record.data or record.failed or {"chapter": record.chapter}
     title = _escape(str(data.get("title") or data["chapter"]))
     heading = f"[{title}]({link})" if link else title
-    meta = " · ".join(f"{k} `{data[k]}`" for k in ("profile", "device", "seed", "torch", "updated") if k in data)
+    meta = " · ".join(f"{'written' if k == 'updated' else k} `{data[k]}`"
+                      for k in ("profile", "device", "seed", "torch", "status", "updated") if k in data)
+    flags = [_admonition(record.warnings), ""] if record.warnings else []
+    if record.data is None:
+        return [f"## {heading}", "", meta, "", *flags, "No complete results (a failed run's numbers are not shown).", ""]
     refs: dict[str, list[dict[str, Any]]] = {}
     for ref in data.get("references", []):
         refs.setdefault(str(ref["key"]), []).append(ref)
@@ -210,7 +208,7 @@ def _chapter_table(data: dict[str, Any], link: str | None) -> list[str]:
             rows.append(_row(key, "—", ref))
     if len(rows) == 2:
         rows.append("| (none recorded) | | | | |")
-    return [f"## {heading}", "", meta, "", *rows, ""]
+    return [f"## {heading}", "", meta, "", *flags, *rows, ""]
 
 
 def _row(key: str, value: str, ref: dict[str, Any] | None) -> str:
@@ -335,7 +333,7 @@ def copy_static(node_modules: str | Path, static: str | Path) -> None:
     for pattern in WIDGET_FONTS:
         for font in dist.glob(pattern):
             shutil.copy2(font, static / font.name)
-    (static / "ganref-widgets.js").write_text(WIDGETS_SETUP_JS, encoding="utf-8")
+    shutil.copyfile(WIDGETS_SETUP_JS, static / "ganref-widgets.js")
     es5 = node_modules / "mathjax" / "es5"
     for part in MATHJAX_PARTS:
         src, dst = es5 / part, static / "mathjax" / part

@@ -166,7 +166,7 @@ def train_classifier(seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: 
 
 def save_classifier(model: DigitsClassifier, path: str | os.PathLike = WEIGHTS, **info: float | int | str) -> None:
     """Write ``model``'s weights atomically (temporary file, then rename), with ``info`` beside them."""
-    from ganref.train import atomic_save
+    from ganref.checkpoint import atomic_save
 
     plain: dict[str, float | int | str] = {}
     for key, value in info.items():  # plain Python types only, so that weights_only=True can load them

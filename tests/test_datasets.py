@@ -1,4 +1,5 @@
-"""Tests for ganref.data's real-data section: stacked digits, IDX / CIFAR-10 binary loaders, fetch.
+"""Tests for ganref/datasets.py (IDX / CIFAR-10 binary loaders, checksums, fetch) and ganref.data's
+stacked digits.
 
 The loaders are tested on small files in the real formats, written here byte by byte from the
 published format descriptions (IDX: LeCun et al.; CIFAR-10 binary: Krizhevsky 2009), so nothing
@@ -20,8 +21,8 @@ import pytest
 import torch
 from scipy.stats import chi2_contingency
 
-from ganref import data
-from ganref.data import RemoteFile
+from ganref import data, datasets
+from ganref.datasets import RemoteFile
 
 REPO = Path(__file__).resolve().parents[1]
 IDX_IMAGES_MAGIC = b"\x00\x00\x08\x03"  # 0x00000803: unsigned bytes, 3 dimensions
@@ -93,7 +94,7 @@ def assert_pixels(x: torch.Tensor, pixels: np.ndarray) -> None:
 def test_load_mnist_gz_roundtrip(tmp_path):
     images, labels = mnist_arrays(7, seed=1)
     write_mnist(tmp_path / "mnist", "train", images, labels, gz=True)
-    x, y = data.load_mnist("train", root=tmp_path, verify=False)
+    x, y = datasets.load_mnist("train", root=tmp_path, verify=False)
     assert x.shape == (7, 1, 28, 28) and x.dtype == torch.float32
     assert y.shape == (7,) and y.dtype == torch.int64
     assert torch.equal(y, torch.from_numpy(labels.astype(np.int64)))
@@ -104,18 +105,18 @@ def test_load_mnist_gz_roundtrip(tmp_path):
 def test_load_fashion_uncompressed_test_split(tmp_path):
     images, labels = mnist_arrays(5, seed=2)
     write_mnist(tmp_path / "fashion_mnist", "t10k", images, labels, gz=False)
-    x, y = data.load_mnist("test", root=tmp_path, kind="fashion")
+    x, y = datasets.load_mnist("test", root=tmp_path, kind="fashion")
     assert x.shape == (5, 1, 28, 28)
     assert torch.equal(y, torch.from_numpy(labels.astype(np.int64)))
     assert_pixels(x[:, 0], images)
     with pytest.raises(FileNotFoundError, match="mnist file t10k-images-idx3-ubyte.gz"):
-        data.load_mnist("test", root=tmp_path, kind="mnist")  # the sets live in separate folders
+        datasets.load_mnist("test", root=tmp_path, kind="mnist")  # the sets live in separate folders
 
 
 def test_read_idx_header_and_layout(tmp_path):
     a = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     path = write(tmp_path / "a.idx", idx_bytes(IDX_IMAGES_MAGIC, a), gz=False)
-    out = data.read_idx(path, 3)
+    out = datasets.read_idx(path, 3)
     assert out.shape == (2, 3, 4) and out.dtype == np.uint8
     np.testing.assert_array_equal(out, a)
 
@@ -127,10 +128,10 @@ def test_bad_magic_number(tmp_path):
     write(tmp_path / "mnist" / "train-images-idx3-ubyte.gz", bad, gz=True)
     with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz: bad magic number 0x00000802, "
                                          r"expected 0x00000803"):
-        data.load_mnist("train", root=tmp_path, verify=False)
+        datasets.load_mnist("train", root=tmp_path, verify=False)
     # labels fed where images are expected: the magic number catches the swap
     with pytest.raises(ValueError, match="bad magic number 0x00000801"):
-        data.read_idx(tmp_path / "mnist" / "train-labels-idx1-ubyte.gz", 3)
+        datasets.read_idx(tmp_path / "mnist" / "train-labels-idx1-ubyte.gz", 3)
 
 
 def test_truncated_and_oversized_idx(tmp_path):
@@ -138,28 +139,38 @@ def test_truncated_and_oversized_idx(tmp_path):
     payload = idx_bytes(IDX_IMAGES_MAGIC, images)
     short = write(tmp_path / "short", payload[:-100], gz=True)
     with pytest.raises(ValueError, match=r"short: truncated: the header promises 3,136 values .* holds 3,036"):
-        data.read_idx(short, 3)
+        datasets.read_idx(short, 3)
     header_only = write(tmp_path / "header", payload[:10], gz=False)
     with pytest.raises(ValueError, match="header: truncated: 10 bytes, shorter than the 16-byte IDX header"):
-        data.read_idx(header_only, 3)
+        datasets.read_idx(header_only, 3)
     long = write(tmp_path / "long", payload + b"\x00" * 5, gz=False)
     with pytest.raises(ValueError, match="long: wrong size: 5 bytes after the 3,136 values"):
-        data.read_idx(long, 3)
+        datasets.read_idx(long, 3)
     cut_gzip = tmp_path / "cut.gz"
     cut_gzip.write_bytes(gzip.compress(payload)[:-30])  # a download cut short
     with pytest.raises(ValueError, match=r"cut\.gz: truncated gzip stream"):
-        data.read_idx(cut_gzip, 3)
+        datasets.read_idx(cut_gzip, 3)
+
+
+@pytest.mark.parametrize("sizes", [(2**21, 2**21, 2**21),   # 2**63: the old int64 product wrapped to < 0
+                                   (2**31, 2**31, 4),        # 2**64: wrapped to 0 ("100 bytes after 0 values")
+                                   (2**32 - 1,) * 3])        # wrapped to 12,884,901,887, a wrong count
+def test_idx_header_whose_sizes_overflow_names_the_file(tmp_path, sizes):
+    """Issue 11, item 9: sizes whose product overflows int64 gave a wrong count or a wrong message."""
+    path = write(tmp_path / "huge-idx3-ubyte", IDX_IMAGES_MAGIC + struct.pack(">3I", *sizes) + bytes(100), gz=False)
+    with pytest.raises(ValueError, match=r"huge-idx3-ubyte: corrupt header: the sizes .* multiply to [\d,]+ values"):
+        datasets.read_idx(path, 3)
 
 
 def test_images_and_labels_must_match(tmp_path):
     images, labels = mnist_arrays(4, seed=5)
     write_mnist(tmp_path / "mnist", "train", images, labels[:3])
     with pytest.raises(ValueError, match="holds 4 images but .*train-labels-idx1-ubyte.gz holds 3 labels"):
-        data.load_mnist("train", root=tmp_path, verify=False)
+        datasets.load_mnist("train", root=tmp_path, verify=False)
     labels[2] = 10
     write_mnist(tmp_path / "mnist", "train", images, labels)
     with pytest.raises(ValueError, match="bad label 10 at record 2"):
-        data.load_mnist("train", root=tmp_path, verify=False)
+        datasets.load_mnist("train", root=tmp_path, verify=False)
 
 
 def test_mnist_checksums(tmp_path, monkeypatch):
@@ -169,63 +180,63 @@ def test_mnist_checksums(tmp_path, monkeypatch):
     img = folder / "train-images-idx3-ubyte.gz"
     # against the real published values, a small file is caught by its size before any hashing
     with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz: wrong size: .* expected 9,912,422"):
-        data.load_mnist("train", root=tmp_path)
+        datasets.load_mnist("train", root=tmp_path)
 
     def patch(name: str, sha256: str | None) -> None:
         path = folder / name
         table = tuple(RemoteFile(r.name, r.urls, sha256, path.stat().st_size) if r.name == name else r
-                      for r in data.REMOTE_FILES["mnist"])
-        monkeypatch.setitem(data.REMOTE_FILES, "mnist", table)
+                      for r in datasets.REMOTE_FILES["mnist"])
+        monkeypatch.setitem(datasets.REMOTE_FILES, "mnist", table)
 
     right = hashlib.sha256(img.read_bytes()).hexdigest()
     patch("train-labels-idx1-ubyte.gz", hashlib.sha256((folder / "train-labels-idx1-ubyte.gz").read_bytes()).hexdigest())
     patch("train-images-idx3-ubyte.gz", "0" * 64)
     with pytest.raises(ValueError, match=f"checksum mismatch: SHA-256 {right}, expected 0{{64}}"):
-        data.load_mnist("train", root=tmp_path)
+        datasets.load_mnist("train", root=tmp_path)
     patch("train-images-idx3-ubyte.gz", right)
-    x, y = data.load_mnist("train", root=tmp_path)
+    x, y = datasets.load_mnist("train", root=tmp_path)
     assert_pixels(x[:, 0], images)
-    assert data.sha256_file(img) == right
+    assert datasets.sha256_file(img) == right
     # no published checksum: the check is skipped with a warning naming that file only
     patch("train-images-idx3-ubyte.gz", None)
     with pytest.warns(UserWarning, match=r"no published SHA-256 is known for train-images-idx3-ubyte\.gz") as rec:
-        data.load_mnist("train", root=tmp_path)
+        datasets.load_mnist("train", root=tmp_path)
     assert len(rec) == 1
 
 
 def test_data_root_env_override(tmp_path, monkeypatch):
     images, labels = mnist_arrays(2, seed=7)
     write_mnist(tmp_path / "env" / "mnist", "t10k", images, labels)
-    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "env"))
-    assert data.data_root() == tmp_path / "env"
-    x, y = data.load_mnist("test", verify=False)
+    monkeypatch.setenv(datasets.DATA_ENV, str(tmp_path / "env"))
+    assert datasets.data_root() == tmp_path / "env"
+    x, y = datasets.load_mnist("test", verify=False)
     assert_pixels(x[:, 0], images)
-    assert data.data_root(tmp_path / "arg") == tmp_path / "arg"  # the argument wins over the env var
+    assert datasets.data_root(tmp_path / "arg") == tmp_path / "arg"  # the argument wins over the env var
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "arg" / "mnist")):
-        data.load_mnist("test", root=tmp_path / "arg")
-    monkeypatch.delenv(data.DATA_ENV)
+        datasets.load_mnist("test", root=tmp_path / "arg")
+    monkeypatch.delenv(datasets.DATA_ENV)
     monkeypatch.chdir(tmp_path)
-    assert data.data_root() == tmp_path / "data"
+    assert datasets.data_root() == tmp_path / "data"
 
 
 def test_missing_file_message(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
-        data.load_mnist("train", root=tmp_path)
+        datasets.load_mnist("train", root=tmp_path)
     msg = str(info.value)
     assert "ganref data fetch mnist" in msg
     assert "https://storage.googleapis.com/cvdf-datasets/mnist/train-images-idx3-ubyte.gz" in msg
     assert str(tmp_path / "mnist" / "train-images-idx3-ubyte.gz") in msg
     with pytest.raises(FileNotFoundError, match=r"cifar-10-binary\.tar\.gz"):
-        data.load_cifar10("test", root=tmp_path)
+        datasets.load_cifar10("test", root=tmp_path)
 
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="split must be 'train' or 'test', got 'val'"):
-        data.load_mnist("val", root=tmp_path)
+        datasets.load_mnist("val", root=tmp_path)
     with pytest.raises(ValueError, match="kind must be 'mnist' or 'fashion', got 'kmnist'"):
-        data.load_mnist(root=tmp_path, kind="kmnist")
+        datasets.load_mnist(root=tmp_path, kind="kmnist")
     with pytest.raises(ValueError, match="split must be 'train' or 'test', got 'all'"):
-        data.load_cifar10("all", root=tmp_path)
+        datasets.load_cifar10("all", root=tmp_path)
 
 
 # ----------------------------------------------------------------------------- CIFAR-10 binary
@@ -248,7 +259,7 @@ def test_cifar_record_layout(tmp_path):
     folder = tmp_path / "cifar10" / "cifar-10-batches-bin"
     folder.mkdir(parents=True)
     (folder / "test_batch.bin").write_bytes(record)
-    x, y = data.load_cifar10("test", root=tmp_path)
+    x, y = datasets.load_cifar10("test", root=tmp_path)
     assert x.shape == (1, 3, 32, 32) and y.tolist() == [7]
     assert_pixels(x, img[None])
 
@@ -260,7 +271,7 @@ def test_cifar_extracted_roundtrip(tmp_path, split):
     folder.mkdir(parents=True)
     for name, (images, labels) in files.items():
         (folder / name).write_bytes(cifar_records(images, labels))
-    x, y = data.load_cifar10(split, root=tmp_path)
+    x, y = datasets.load_cifar10(split, root=tmp_path)
     pixels, labels = expected_cifar(files, split)
     assert x.shape == (len(labels), 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert torch.equal(y, torch.from_numpy(labels))
@@ -284,17 +295,17 @@ def test_cifar_from_archive(tmp_path, monkeypatch):
     archive = tmp_path / "cifar10" / "cifar-10-binary.tar.gz"
     write_cifar_tar(archive, files)
     with pytest.raises(ValueError, match=r"cifar-10-binary\.tar\.gz: wrong size: .* expected 170,052,171"):
-        data.load_cifar10("train", root=tmp_path)
+        datasets.load_cifar10("train", root=tmp_path)
     for split in ("train", "test"):
-        x, y = data.load_cifar10(split, root=tmp_path, verify=False)
+        x, y = datasets.load_cifar10(split, root=tmp_path, verify=False)
         pixels, labels = expected_cifar(files, split)
         assert torch.equal(y, torch.from_numpy(labels))
         assert_pixels(x, pixels)
     # the archive's checksum checked against a table that knows this file
     right = hashlib.sha256(archive.read_bytes()).hexdigest()
-    monkeypatch.setitem(data.REMOTE_FILES, "cifar10", (
+    monkeypatch.setitem(datasets.REMOTE_FILES, "cifar10", (
         RemoteFile("cifar-10-binary.tar.gz", ("http://127.0.0.1:9/x",), right, archive.stat().st_size),))
-    x, y = data.load_cifar10("test", root=tmp_path)
+    x, y = datasets.load_cifar10("test", root=tmp_path)
     assert torch.equal(y, torch.from_numpy(expected_cifar(files, "test")[1]))
 
 
@@ -307,22 +318,22 @@ def test_cifar_corrupt_files(tmp_path):
     good = (folder / "test_batch.bin").read_bytes()
     (folder / "test_batch.bin").write_bytes(good[:-1])
     with pytest.raises(ValueError, match=r"test_batch\.bin: wrong size: 12,291 bytes is not a whole number of 3,073"):
-        data.load_cifar10("test", root=tmp_path)
+        datasets.load_cifar10("test", root=tmp_path)
     (folder / "test_batch.bin").write_bytes(good[:3073] + bytes([12]) + good[3074:])
     with pytest.raises(ValueError, match=r"test_batch\.bin: bad label 12 at record 1"):
-        data.load_cifar10("test", root=tmp_path)
+        datasets.load_cifar10("test", root=tmp_path)
     (folder / "data_batch_4.bin").unlink()
     with pytest.raises(FileNotFoundError, match=r"data_batch_4\.bin is missing"):
-        data.load_cifar10("train", root=tmp_path)
+        datasets.load_cifar10("train", root=tmp_path)
     # an archive that is not one, and one without the wanted member
     archive = tmp_path / "other" / "cifar10" / "cifar-10-binary.tar.gz"
     archive.parent.mkdir(parents=True)
     archive.write_bytes(b"<html>503 Service Unavailable</html>")
     with pytest.raises(ValueError, match=r"cifar-10-binary\.tar\.gz: not a readable tar\.gz archive"):
-        data.load_cifar10("test", root=tmp_path / "other", verify=False)
+        datasets.load_cifar10("test", root=tmp_path / "other", verify=False)
     write_cifar_tar(archive, {k: v for k, v in files.items() if k != "test_batch.bin"})
     with pytest.raises(ValueError, match=r"the archive has no member test_batch\.bin"):
-        data.load_cifar10("test", root=tmp_path / "other", verify=False)
+        datasets.load_cifar10("test", root=tmp_path / "other", verify=False)
 
 
 # ----------------------------------------------------------------------------- fetch
@@ -341,15 +352,15 @@ def served(tmp_path: Path, payloads: dict[str, bytes], sha: dict[str, str] | Non
 
 def test_fetch_unknown_name(tmp_path):
     with pytest.raises(ValueError, match="name must be one of mnist, fashion_mnist, cifar10, got 'svhn'"):
-        data.fetch("svhn", root=tmp_path)
+        datasets.fetch("svhn", root=tmp_path)
 
 
 def test_fetch_offline_message(tmp_path, monkeypatch):
     table = tuple(RemoteFile(r.name, (f"http://127.0.0.1:9/{r.name}",), r.sha256, r.size)
-                  for r in data.REMOTE_FILES["mnist"])
-    monkeypatch.setitem(data.REMOTE_FILES, "mnist", table)
+                  for r in datasets.REMOTE_FILES["mnist"])
+    monkeypatch.setitem(datasets.REMOTE_FILES, "mnist", table)
     with pytest.raises(FileNotFoundError) as info:
-        data.fetch("mnist", root=tmp_path, progress=False)
+        datasets.fetch("mnist", root=tmp_path, progress=False)
     msg = str(info.value)
     assert "could not download mnist file train-images-idx3-ubyte.gz" in msg
     assert "http://127.0.0.1:9/train-images-idx3-ubyte.gz" in msg
@@ -362,49 +373,49 @@ def test_fetch_downloads_checks_and_keeps(tmp_path, monkeypatch):
     images, labels = mnist_arrays(4, seed=8)
     payloads = {"train-images-idx3-ubyte.gz": gzip.compress(idx_bytes(IDX_IMAGES_MAGIC, images)),
                 "train-labels-idx1-ubyte.gz": gzip.compress(idx_bytes(IDX_LABELS_MAGIC, labels))}
-    monkeypatch.setitem(data.REMOTE_FILES, "mnist", served(tmp_path, payloads))
-    folder = data.fetch("mnist", root=tmp_path / "root", progress=True)
+    monkeypatch.setitem(datasets.REMOTE_FILES, "mnist", served(tmp_path, payloads))
+    folder = datasets.fetch("mnist", root=tmp_path / "root", progress=True)
     assert folder == tmp_path / "root" / "mnist"
     assert sorted(p.name for p in folder.iterdir()) == sorted(payloads)  # no .part files
     for name, payload in payloads.items():
         assert (folder / name).read_bytes() == payload
-    x, y = data.load_mnist("train", root=tmp_path / "root")
+    x, y = datasets.load_mnist("train", root=tmp_path / "root")
     assert_pixels(x[:, 0], images)
     # files already there and correct are kept: a second fetch needs no network
     offline = tuple(RemoteFile(r.name, ("http://127.0.0.1:9/x",), r.sha256, r.size)
-                    for r in data.REMOTE_FILES["mnist"])
-    monkeypatch.setitem(data.REMOTE_FILES, "mnist", offline)
-    assert data.fetch("mnist", root=tmp_path / "root", progress=False) == folder
+                    for r in datasets.REMOTE_FILES["mnist"])
+    monkeypatch.setitem(datasets.REMOTE_FILES, "mnist", offline)
+    assert datasets.fetch("mnist", root=tmp_path / "root", progress=False) == folder
 
 
 def test_fetch_replaces_a_corrupt_file(tmp_path, monkeypatch):
     payload = gzip.compress(b"cifar stand-in")
-    monkeypatch.setitem(data.REMOTE_FILES, "cifar10", served(tmp_path, {"cifar-10-binary.tar.gz": payload}))
+    monkeypatch.setitem(datasets.REMOTE_FILES, "cifar10", served(tmp_path, {"cifar-10-binary.tar.gz": payload}))
     dest = tmp_path / "cifar10" / "cifar-10-binary.tar.gz"
     dest.parent.mkdir()
     dest.write_bytes(payload[:-3])  # an earlier, interrupted copy
     with pytest.warns(UserWarning, match="wrong size.*downloading it again"):
-        data.fetch("cifar10", root=tmp_path, progress=False)
+        datasets.fetch("cifar10", root=tmp_path, progress=False)
     assert dest.read_bytes() == payload
 
 
 def test_fetch_rejects_a_bad_download(tmp_path, monkeypatch):
     payloads = {"cifar-10-binary.tar.gz": b"not the archive you want"}
-    monkeypatch.setitem(data.REMOTE_FILES, "cifar10",
+    monkeypatch.setitem(datasets.REMOTE_FILES, "cifar10",
                         served(tmp_path, payloads, sha={"cifar-10-binary.tar.gz": "f" * 64}))
     with pytest.raises(ValueError, match=r"checksum mismatch: SHA-256 [0-9a-f]{64}, expected f{64}") as info:
-        data.fetch("cifar10", root=tmp_path / "root", progress=False)
+        datasets.fetch("cifar10", root=tmp_path / "root", progress=False)
     assert str(tmp_path / "root" / "cifar10" / "cifar-10-binary.tar.gz") in str(info.value)
     assert list((tmp_path / "root" / "cifar10").iterdir()) == []  # nothing renamed into place
 
 
 def test_checksums_json_matches_the_code():
     table = json.loads((REPO / "datasets" / "checksums.json").read_text())["files"]
-    assert set(table) == set(data.REMOTE_FILES) == set(data.REAL_SETS)
-    for dataset, remotes in data.REMOTE_FILES.items():
+    assert set(table) == set(datasets.REMOTE_FILES) == set(datasets.REAL_SETS)
+    for dataset, remotes in datasets.REMOTE_FILES.items():
         assert table[dataset] == {r.name: {"sha256": r.sha256, "size": r.size, "urls": list(r.urls)}
                                   for r in remotes}
-    for remotes in data.REMOTE_FILES.values():
+    for remotes in datasets.REMOTE_FILES.values():
         for r in remotes:
             assert r.sha256 is None or (len(r.sha256) == 64 and int(r.sha256, 16) >= 0)
 
