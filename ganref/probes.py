@@ -1,8 +1,7 @@
 r"""Measurements of a network: operator norms, gradient norms, weight statistics, Lipschitz bounds.
 
-What chapters 03 (WGAN), 04 (SN) and later ones measure about a discriminator, kept apart from any
-method. Everything here reads a network without changing it (the power iteration of SN layers is
-frozen while reading).
+What chapters 03 (WGAN), 04 (SN) and later ones measure about a discriminator, apart from any method.
+Everything here reads a network without changing it (SN's power iteration is frozen while reading).
 
 **The Singular Values of Convolutional Layers.** Hanie Sedghi, Vineet Gupta, Philip M. Long.
 ICLR 2019. arXiv:1805.10408. A stride-1 convolution with circular padding on an n x n input
