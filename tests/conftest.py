@@ -1,4 +1,6 @@
-"""Shared fixtures: ``smoke_runs``, one ``ganref run --profile smoke`` for the whole session."""
+"""Shared fixtures: ``smoke_runs``, one ``ganref run --profile smoke`` for the whole session, and
+``throwaway_project``, which writes small chapters into a temporary project (``$GANREF_ROOT``) so
+that runner tests exercise papermill and Dask for real without running the book's chapters."""
 
 from __future__ import annotations
 
@@ -11,9 +13,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Stands in for the book's chapters while notebooks/ has none: a chapter in the house format
-# (parameters cell, a figure, an ipywidget, math, a results record), run by the real runner.
-DEMO_CHAPTER = r'''---
+# The jupytext front matter of every chapter (MyST Markdown, the python3 kernel).
+FRONT_MATTER = """---
 jupytext:
   text_representation:
     extension: .md
@@ -23,7 +24,11 @@ kernelspec:
   language: python
   name: python3
 ---
+"""
 
+# Stands in for the book's chapters while notebooks/ has none: a chapter in the house format
+# (parameters cell, a figure, an ipywidget, math, a results record), run by the real runner.
+DEMO_CHAPTER = FRONT_MATTER + r'''
 # Demo chapter
 
 The minimax game $\min_G \max_D V(D, G)$ with
@@ -61,6 +66,41 @@ import ipywidgets
 ipywidgets.IntSlider(value=3, min=0, max=10, description="step")
 ```
 '''
+
+
+# A throwaway chapter in the house format: a parameters cell, then the given code cells.
+THROWAWAY_HEAD = FRONT_MATTER + """
+# {title}
+
+```{{code-cell}} ipython3
+:tags: [parameters]
+profile = None
+device = "auto"
+seed = 0
+results_path = None
+```
+"""
+
+
+def write_chapter(notebooks: Path, stem: str, title: str, cells: list[str]) -> Path:
+    """Write ``notebooks/<stem>.md``: the parameters cell, then one code cell per string in ``cells``."""
+    notebooks.mkdir(parents=True, exist_ok=True)
+    text = THROWAWAY_HEAD.format(title=title) + "".join(f"\n```{{code-cell}} ipython3\n{c.strip()}\n```\n"
+                                                        for c in cells)
+    path = notebooks / f"{stem}.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def throwaway_project():
+    """``make(base, {stem: (title, [cell, ...])})`` -> a project folder holding ``notebooks/<stem>.md``."""
+    def make(base: Path, chapters: dict[str, tuple[str, list[str]]]) -> Path:
+        for stem, (title, cells) in chapters.items():
+            write_chapter(base / "notebooks", stem, title, cells)
+        return base
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ganref.pipeline import report, runner
+from ganref.pipeline import report, results, runner
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTERS = [p.stem for p in runner.list_chapters(REPO / "notebooks")]
@@ -31,9 +32,13 @@ def _numbers(value, key=""):
         yield key, value
 
 
+TIMING_WORDS = ("seconds", "speedup")  # a results key holding a wall-clock measurement names one of these
+
+
 def _without_timings(results: dict) -> dict:
-    """Results minus wall-clock measurements (keys ending in ``_seconds`` or ``_seconds_ratio``)."""
-    return {k: v for k, v in results.items() if not k.endswith(("_seconds", "_seconds_ratio"))}
+    """Results minus wall-clock measurements: keys naming ``seconds`` or ``speedup`` (``sample_seconds``,
+    ``seconds_per_1000``, ``speedup_vs_ddpm``, ``fit_seconds_ratio``), which no rerun reproduces."""
+    return {k: v for k, v in results.items() if not any(w in k for w in TIMING_WORDS)}
 
 
 def test_there_are_chapters():
@@ -60,6 +65,22 @@ def test_chapter_runs_at_smoke_and_records_finite_numbers(smoke_runs, chapter):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_headline_and_benchmark_key_is_recorded(smoke_runs, chapter):
+    """The headline numbers and cross-book rows named for a chapter (in ``pipeline/headlines.py`` or
+    its own JSON) are keys its smoke run records, with numbers: a typo would show as a blank cell."""
+    (ch,) = [c for c in results.gather(smoke_runs) if c.chapter == chapter] or [None]
+    assert ch is not None, f"{chapter}: no results gathered"
+    heads = [h.key for h in ch.headlines()]
+    assert 3 <= len(heads) <= 8, f"{chapter} declares {len(heads)} headline numbers (a handful: 3 to 8)"
+    rows = ch.benchmarks()
+    assert chapter in ("05_frequency_spectra", "06_ntk_gans") or rows, f"{chapter} fills no row of the cross-book table"
+    stats = ch.stats()
+    named = heads + [key for columns in rows.values() for key in columns.values()]
+    missing = sorted(k for k in named if k not in stats or not stats[k].numeric)
+    assert not missing, f"{chapter} names results its smoke run did not record as numbers: {missing}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
 def test_rerun_reproduces_printed_numbers_and_results(smoke_runs, chapter, tmp_path):
     """nbval re-executes the executed notebook (its injected parameters included) and compares the
     outputs of the cells marked ``# NBVAL_CHECK_OUTPUT``; the rerun rewrites the same results JSON."""
@@ -69,10 +90,14 @@ def test_rerun_reproduces_printed_numbers_and_results(smoke_runs, chapter, tmp_p
     cells = json.loads(nb.read_text())["cells"]
     assert any("NBVAL_CHECK_OUTPUT" in "".join(c["source"]) for c in cells), \
         f"{chapter} marks no cell for output checking"
-    # Point the rerun's results at a new file so the first run's record stays intact
-    rerun_json = tmp_path / f"{chapter}.json"
-    text = nb.read_text().replace(json.dumps(str(smoke_runs / f"{chapter}.json"))[1:-1],
-                                  json.dumps(str(rerun_json))[1:-1])
+    # Point the rerun's results at a new file so the first run's record stays intact. The stored
+    # notebook shows the path relative to the repository (``runs/smoke/<chapter>.json``).
+    injected = "".join(next(c["source"] for c in cells if "injected-parameters" in c["metadata"].get("tags", [])))
+    shown = re.search(r'^results_path = "([^"]+)"$', injected, re.M)
+    assert shown and not Path(shown.group(1)).is_absolute(), f"{chapter} shows results_path {shown and shown.group(1)}"
+    rerun_json = tmp_path / "rerun" / f"{chapter}.json"
+    text = nb.read_text().replace(f'results_path = \\"{shown.group(1)}\\"', f'results_path = \\"{rerun_json}\\"')
+    assert str(rerun_json) in text, "the rerun's results path was not set"
     nb.write_text(text)
     env = dict(os.environ, GANREF_PROFILE="smoke", OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider",

@@ -28,7 +28,8 @@ def no_kernel(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a kernel was started")
 
-    monkeypatch.setattr(runner, "run_chapter", fail)
+    monkeypatch.setattr(runner.cluster, "connect", fail)  # no Dask cluster, so no task, so no kernel
+    monkeypatch.setattr(runner, "execute", fail)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
@@ -40,13 +41,22 @@ def test_cli_errors_are_clear(capsys, no_kernel):
     proc = subprocess.run([sys.executable, "-m", "ganref.pipeline.cli", "run", "--profile", "huge"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "invalid choice: 'huge'" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "ganref.pipeline.cli", "run", "--seed", "1", "--seeds", "2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "argument --seeds: not allowed with argument --seed" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "ganref.pipeline.cli", "results", "--format", "xml"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "argument --format: invalid choice: 'xml'" in proc.stderr
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--device", "tpu"], "ganref run: error: device must be one of 'auto', 'cpu', 'cuda[:N]', 'mps', got 'tpu'"),
     (["--seed", "-1"], "ganref run: error: seed must be an integer in [0, 4294967295]"),
     (["--seed", str(2**32)], "ganref run: error: seed must be an integer in [0, 4294967295]"),
+    (["--seeds", "0", str(2**32)], "ganref run: error: seed must be an integer in [0, 4294967295]"),
+    (["--seeds", "2", "0", "2"], "ganref run: error: seeds must be distinct, got 2 more than once in [2, 0, 2]"),
     (["--out", ""], "ganref run: error: --out must name a folder, got ''"),
+    (["--scheduler", ""], "ganref run: error: --scheduler must be a Dask scheduler address such as tcp://host:8786"),
 ])
 def test_run_checks_options_before_any_kernel(tmp_path, capsys, no_kernel, argv, message):
     assert cli.main(["run", "--profile", "smoke", "--out", str(tmp_path / "runs"), *argv]) == 2

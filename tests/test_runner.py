@@ -1,6 +1,7 @@
 """Tests for ganref/pipeline/runner.py: chapter selection, staging and promotion of runs, the results table.
 
-The runs use throwaway chapters written into a temporary project ($GANREF_ROOT), each a few cells
+Runs go through Dask (a LocalCluster started by ``runner.run``); tests/test_dask.py covers seeds, a
+real scheduler, failures and kills. The runs use throwaway chapters written into a temporary project ($GANREF_ROOT), each a few cells
 that record a number and fail when $FLAKY_FAIL is set, so a re-run that fails can be reproduced
 without running the book's real chapters.
 """
@@ -45,38 +46,15 @@ def test_results_table_sets_references_beside_results(tmp_path):
 # Real runs of throwaway chapters (papermill kernels: a few seconds each)
 # ---------------------------------------------------------------------------------------------
 
-CHAPTER = '''---
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
-
-# {title}
-
-```{{code-cell}} ipython3
-:tags: [parameters]
-profile = None
-device = "auto"
-seed = 0
-results_path = None
-```
-
-```{{code-cell}} ipython3
-import os
+# Each throwaway chapter starts with this cell after the parameters cell (conftest.write_chapter).
+PRELUDE = """import os
 
 import numpy as np
 
 import ganref
 
 failing = bool(os.environ.get("FLAKY_FAIL"))
-{body}
-```
-'''
+"""
 # 01 records, saves an array, then fails on the bad run: the issue's "flaky re-run".
 FLAKY = '''ch = ganref.setup("01_flaky", "Flaky", profile, "cpu", seed, results_path, budget=dict(smoke={}, cpu={}, full={}))
 run = 2 if failing else 1
@@ -98,12 +76,10 @@ def _snapshot(folder: Path, stem: str) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def flaky_runs(tmp_path_factory):
+def flaky_runs(tmp_path_factory, throwaway_project):
     """A good run of both chapters, then a run in which both fail; snapshots of runs/smoke after each."""
-    base = tmp_path_factory.mktemp("flaky")
-    (base / "notebooks").mkdir()
-    (base / "notebooks" / "01_flaky.md").write_text(CHAPTER.format(title="Flaky", body=FLAKY))
-    (base / "notebooks" / "02_early.md").write_text(CHAPTER.format(title="Early", body=EARLY))
+    base = throwaway_project(tmp_path_factory.mktemp("flaky"), {"01_flaky": ("Flaky", [PRELUDE + FLAKY]),
+                                                                 "02_early": ("Early", [PRELUDE + EARLY])})
     mp = pytest.MonkeyPatch()
     mp.setenv("GANREF_ROOT", str(base))
     mp.setenv("OMP_NUM_THREADS", "1")
@@ -133,9 +109,11 @@ def test_failed_rerun_keeps_the_good_results_notebook_and_artifacts(flaky_runs, 
     if stem == "01_flaky":
         assert set(good) == {"01_flaky.json", "01_flaky.ipynb", "01_flaky_artifacts/samples.npy"}
         assert "cell output of run 1" in good["01_flaky.ipynb"].decode()
-    # the stored notebook's injected results_path names the stored JSON, not the staging folder
+    # the stored notebook's injected results_path names the stored JSON relative to the repository
+    # (issue 19: executed pages showed machine paths), not the staging folder
     notebook = good[f"{stem}.ipynb"].decode()
-    assert json.dumps(str(flaky_runs["run"] / f"{stem}.json"))[1:-1] in notebook and "/running/" not in notebook
+    assert json.dumps(f'results_path = "runs/smoke/{stem}.json"')[1:-1] in notebook
+    assert "/running/" not in notebook and str(flaky_runs["base"]) not in notebook
 
 
 def test_failed_run_is_kept_apart_for_inspection(flaky_runs):
@@ -143,11 +121,15 @@ def test_failed_run_is_kept_apart_for_inspection(flaky_runs):
     flaky = report.load(failed / "01_flaky.json")
     assert flaky["status"] == "failed" and flaky["results"]["value"] == 2
     assert "RuntimeError: flaky failure after recording" in flaky["error"]
+    # the cell that raised (papermill's In [n]) and its first line
+    assert flaky["error"].endswith('(in cell In [3], line 14: raise RuntimeError("flaky failure after recording"))')
+    assert flaky["cell"]["execution_count"] == 3 and flaky["cell"]["line"] == 14
     assert (failed / "01_flaky_artifacts" / "samples.npy").is_file()
     assert "flaky failure after recording" in (failed / "01_flaky.ipynb").read_text()
-    assert json.dumps(str(failed / "01_flaky.json"))[1:-1] in (failed / "01_flaky.ipynb").read_text()
+    assert json.dumps('results_path = "runs/smoke/failed/01_flaky.json"')[1:-1] in (failed / "01_flaky.ipynb").read_text()
     outcome = next(o for o in flaky_runs["bad"] if o.chapter == "01_flaky")
     assert outcome.results == str(failed / "01_flaky.json") and "flaky failure" in outcome.error
+    assert outcome.cell == flaky["cell"] and outcome.seed == 0
     # nothing is left in the staging area
     assert list((flaky_runs["run"] / "running").iterdir()) == []
 
@@ -183,9 +165,13 @@ def test_a_good_run_after_a_failure_clears_it_and_stale_stages(flaky_runs, monke
     monkeypatch.setenv("GANREF_ROOT", str(flaky_runs["base"]))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("FLAKY_FAIL", raising=False)
-    (outcome,) = runner.run(["01"], "smoke", "cpu", 3, jobs=1, out=flaky_runs["base"] / "runs")
-    assert outcome.ok and outcome.results == str(run / "01_flaky.json")
-    assert report.load(run / "01_flaky.json")["seed"] == 3
+    before = report.load(run / "01_flaky.json")
+    outcomes = runner.run(["01"], "smoke", "cpu", [0, 3], jobs=2, out=flaky_runs["base"] / "runs")
+    assert [(o.seed, o.ok) for o in outcomes] == [(0, True), (3, True)]
+    assert outcomes[0].results == str(run / "01_flaky.json")
+    assert outcomes[1].results == str(run / "seeds" / "3" / "01_flaky.json")  # seed k: runs/<profile>/seeds/<k>/
+    assert report.load(run / "seeds" / "3" / "01_flaky.json")["seed"] == 3
+    assert report.load(run / "01_flaky.json")["started"] > before["started"]  # a new run replaced the old
     assert not stale.exists() and not (run / "failed" / "01_flaky.json").exists()
     assert not (run / "failed" / "01_flaky_artifacts").exists()
     runs = {r.chapter: r for r in report.collect(run)}
@@ -197,7 +183,8 @@ def test_checks_come_before_any_kernel(tmp_path, monkeypatch):
     def no_kernel(*args, **kwargs):
         raise AssertionError("a kernel was started")
 
-    monkeypatch.setattr(runner, "run_chapter", no_kernel)
+    monkeypatch.setattr(runner.cluster, "connect", no_kernel)  # no cluster, no task, no kernel
+    monkeypatch.setattr(runner, "execute", no_kernel)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     out = tmp_path / "runs"
     with pytest.raises(ValueError, match="device must be one of 'auto', 'cpu', 'cuda\\[:N\\]', 'mps', got 'tpu'"):

@@ -8,6 +8,12 @@ A chapter's first code cell after its ``parameters`` cell is::
 and the rest of the chapter reads ``ch.profile``, ``ch.device``, ``ch.seed``, ``ch.budget["steps"]``
 and records numbers with ``ch.report.record(...)``. Run by hand, a chapter ends with
 ``ch.report.complete()`` to mark its record complete; under ``ganref run`` the runner does that.
+
+A chapter names its headline numbers, the handful that ``ganref results`` and the results page
+show as mean ± std over seeds, with ``headlines=`` (or ``ch.report.headline(...)`` later)::
+
+    ch = ganref.setup(..., headlines={"ring8_modes_mean": "higher",
+                                      "digits_fid": dict(better="lower", label="FID of 8x8 digits")})
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ class Chapter:
 
 def setup(name: str, title: str, profile: str | None = None, device: str | torch.device = "auto", seed: int = 0,
           results_path: str | os.PathLike | None = None, *, budget: Mapping[str, Mapping[str, Any]],
-          quiet: bool = False) -> Chapter:
+          quiet: bool = False, headlines: Mapping[str, str | Mapping[str, Any]] | None = None) -> Chapter:
     """Resolve a chapter's parameters, seed everything and open its results record.
 
     Args:
@@ -51,8 +57,11 @@ def setup(name: str, title: str, profile: str | None = None, device: str | torch
             ``ch.report.complete()`` (see :mod:`ganref.pipeline.report`).
         budget: ``{"smoke": {...}, "cpu": {...}, "full": {...}}``, the same keys in each profile.
         quiet: do not print the one-line summary.
+        headlines: result key -> what "better" means (``"higher"``, ``"lower"``, ``"closer"``), or
+            -> ``dict(better=..., label=..., target=...)``; see :meth:`Report.headline`.
     Raises:
-        ValueError: an unknown profile or device, a bad seed, or a budget whose profiles differ in keys.
+        ValueError: an unknown profile or device, a bad seed, a budget whose profiles differ in keys,
+            or a headline with an unknown meaning of "better".
     """
     profile = resolve_profile(profile)
     seed = check_positive_int("seed", seed, minimum=0)
@@ -70,6 +79,11 @@ def setup(name: str, title: str, profile: str | None = None, device: str | torch
     dev = pick_device(device)
     generator = seed_everything(seed)
     report = Report(name, title, profile, dev, seed, results_path)
+    if headlines is not None and not isinstance(headlines, Mapping):
+        raise ValueError(f"headlines must map result keys to 'higher', 'lower' or 'closer' (or a dict), "
+                         f"got {type(headlines).__name__}")
+    for key, how in (headlines or {}).items():
+        report.headline(key, **(dict(how) if isinstance(how, Mapping) else {"better": how}))
     chosen = dict(budget[profile])
     report.record(budget=chosen)
     if not quiet:

@@ -1,8 +1,9 @@
 """The ``ganref`` command line: run chapters, print results, build the site, fetch data.
 
 Errors are one line on stderr, ``ganref <command>: error: ...``, naming the option, variable or
-file at fault, with exit status 2. ``ganref run`` exits 1 when a chapter failed; ``ganref results``
-exits 1 when it flags a chapter (its last run failed or did not finish, or its record is incomplete).
+file at fault, with exit status 2. ``ganref run`` exits 1 when a task (chapter, seed) failed, naming
+each with the cell that raised, and 130 when interrupted (Ctrl-C); ``ganref results`` exits 1 when
+it flags a chapter (its last run failed or did not finish, or its record is incomplete).
 """
 
 from __future__ import annotations
@@ -19,17 +20,25 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ganref", description="Run and read the ganref book's chapters.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="execute chapters with papermill into <out>/<profile>/")
+    r = sub.add_parser("run", help="execute chapters x seeds as Dask tasks into <out>/<profile>/")
     r.add_argument("chapters", nargs="*", help="chapter numbers or names (default: all)")
     r.add_argument("--profile", choices=PROFILES, default=None, help="compute budget (default: $GANREF_PROFILE or cpu)")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or mps (default: auto)")
-    r.add_argument("--seed", type=int, default=0, help="0 to 2**32 - 1 (default: 0)")
-    r.add_argument("--jobs", type=int, default=1, help="chapters run at once")
+    seeds = r.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                       help="seeds, 0 to 2**32 - 1: one task per chapter and seed (default: 0)")
+    seeds.add_argument("--seed", type=int, default=None, metavar="S", help="one seed (the same as --seeds S)")
+    r.add_argument("--jobs", type=int, default=1, help="worker processes of the local Dask cluster (default: 1)")
+    r.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on an existing Dask cluster, e.g. tcp://host:8786 (default: a local cluster)")
     r.add_argument("--out", default="runs", help="output folder (default: runs)")
 
-    s = sub.add_parser("results", help="print the results table of a profile (exit 1 if a chapter is flagged)")
+    s = sub.add_parser("results", help="print each chapter's numbers over seeds (exit 1 if a chapter is flagged)")
     s.add_argument("--profile", choices=PROFILES, default=None)
     s.add_argument("--out", default="runs")
+    s.add_argument("--format", choices=("text", "md", "csv", "json"), default="text",
+                   help="text (default), md (Markdown), csv or json (the full record over seeds)")
+    s.add_argument("--all", action="store_true", help="every number, not only the headlines and referenced ones")
 
     sub.add_parser("list", help="list the chapters")
 
@@ -92,13 +101,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from ganref.pipeline import runner
 
-            outcomes = runner.run(args.chapters, args.profile, args.device, args.seed, args.jobs, args.out)
-            return 0 if all(o.ok for o in outcomes) else 1
+            seeds = args.seeds if args.seeds is not None else [0 if args.seed is None else args.seed]
+            outcomes = runner.run(args.chapters, args.profile, args.device, seeds, args.jobs, args.out,
+                                  scheduler=args.scheduler)
+            failed = [o for o in outcomes if not o.ok]
+            if failed:
+                print(f"ganref run: {len(failed)} of {len(outcomes)} task(s) failed: "
+                      + "; ".join(f"{o.chapter} seed {o.seed}: {o.error}" for o in failed), file=sys.stderr)
+            return 1 if failed else 0
         if args.command == "results":
             from ganref.pipeline import runner
 
-            table, flagged = runner.results_report(args.profile, args.out)
-            print(table)
+            table, flagged = runner.results_report(args.profile, args.out, show="all" if args.all else "headlines",
+                                                   fmt=args.format)
+            print(table, end="" if table.endswith("\n") else "\n")
             if flagged:
                 print(f"ganref results: {len(flagged)} chapter(s) flagged (see '!!' lines): {', '.join(flagged)}",
                       file=sys.stderr)
@@ -137,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"ganref {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"ganref {args.command}: interrupted; what was stored stays, unfinished runs are flagged "
+              "until the next run", file=sys.stderr)
+        return 130
     return 2
 
 

@@ -3,11 +3,14 @@
 Every write stamps ``"status"`` and ``"updated"`` (the time written, UTC). A record is
 ``"running"`` from its first write until the run completes; only then is it ``"complete"``:
 
-- **Under the runner** (``ganref run``), the chapter writes into a staging folder
-  (``runs/<profile>/running/<chapter>.<pid>.<tag>/``); when the notebook finishes, the runner marks
-  the record ``"complete"`` and moves the JSON, the executed notebook and the artifacts into
-  ``runs/<profile>/`` together, replacing the previous run's. A failed run is marked ``"failed"``
-  (with its ``"error"``) and moved to ``runs/<profile>/failed/`` instead: the last good results stay.
+- **Under the runner** (``ganref run``), the chapter writes into a temporary folder of its Dask
+  task; when the notebook finishes, the task marks the record ``"complete"`` and the runner writes
+  the JSON, the executed notebook and the artifacts into a staging folder
+  (``<seed folder>/running/<chapter>.<pid>.<tag>/``) and moves them into the seed folder together,
+  replacing the previous run's. The seed folder is ``runs/<profile>/`` for seed 0 and
+  ``runs/<profile>/seeds/<k>/`` for seed k. A failed run is marked ``"failed"`` (with its
+  ``"error"`` and the ``"cell"`` that raised) and moved to ``<seed folder>/failed/`` instead: the
+  last good results stay.
 - **By hand** (JupyterLab, no ``results_path``), the record goes to
   ``<project>/runs/<profile>/interactive/<chapter>.json`` (``<project>``: ``$GANREF_ROOT``, else the
   nearest folder above the working directory holding ``notebooks/`` and ``pyproject.toml``, else
@@ -18,7 +21,13 @@ Layout::
 
     {"chapter": "01_vanilla_gan", "title": ..., "profile": "cpu", "device": "cpu", "seed": 0,
      "torch": "2.13.0", "status": "complete", "started": "...", "updated": "...",
-     "results": {...}, "references": [...], "artifacts": {...}}
+     "results": {...}, "references": [...], "artifacts": {...},
+     "headlines": [{"key": "ring8_modes_mean", "better": "higher", "label": ..., "target": null}],
+     "benchmarks": {"GAN (NS)": {"ring8_modes": "ring8_modes_mean", ...}}}
+
+A chapter declares its headline numbers (a handful, with what "better" means) with
+:meth:`Report.headline` and its rows of the book's cross-chapter table with :meth:`Report.benchmark`;
+:mod:`ganref.pipeline.headlines` holds the same declarations for chapters that do not make them yet.
 
 :func:`collect` reads a run folder for ``ganref results`` and the site and says, per chapter,
 what a reader must be warned about (a failed, interrupted or incomplete last run).
@@ -42,6 +51,8 @@ import torch
 from ganref.utils import _pid_alive as pid_alive, atomic_write, resolve_profile  # pid_alive: atomic_write's check
 
 STATUSES = ("running", "complete", "failed")
+#: What "better" means for a headline number: larger, smaller, or closer to a target (its reference).
+BETTER = ("higher", "lower", "closer")
 #: Sub-folders of ``runs/<profile>/``: the runner's staging area, failed runs, hand runs.
 RUNNING, FAILED, INTERACTIVE = "running", "failed", "interactive"
 
@@ -89,7 +100,9 @@ class Report:
         title: a human title for the results table.
         profile, device, seed: the run's parameters (recorded with the numbers).
         path: where to write (the runner passes a staging path); ``None`` (a run by hand) writes
-            ``<project>/runs/<profile>/interactive/<chapter>.json`` (see the module docstring).
+            ``<project>/runs/<profile>/interactive/<chapter>.json`` (see the module docstring). A
+            relative path is relative to ``<project>`` (a stored notebook names its results
+            ``runs/<profile>/<chapter>.json``, so re-executing it writes there from any folder).
 
     The record's ``"status"`` is ``"running"`` until the runner or :meth:`complete` marks it.
     """
@@ -98,6 +111,8 @@ class Report:
                  path: str | os.PathLike | None = None):
         profile = resolve_profile(profile)
         self.path = Path(path) if path else hand_root() / "runs" / profile / INTERACTIVE / f"{chapter}.json"
+        if not self.path.is_absolute():
+            self.path = hand_root() / self.path
         self.data: dict[str, Any] = {
             "chapter": chapter, "title": title, "profile": profile, "device": str(device),
             "seed": int(seed), "torch": torch.__version__, "status": "running", "started": now(),
@@ -114,6 +129,50 @@ class Report:
         """A published number to set beside ``results[key]`` in the results table."""
         self.data["references"] = [r for r in self.data["references"] if r["key"] != key]
         self.data["references"].append({"key": key, "value": _plain(value, key), "source": source, "note": note})
+        self._write()
+
+    def headline(self, key: str, better: str, label: str = "", target: float | None = None) -> None:
+        """Declare ``results[key]`` one of the chapter's headline numbers (a handful per chapter).
+
+        Args:
+            key: a recorded result; a dotted path reaches into a dict (``"gan.fid"``).
+            better: ``"higher"``, ``"lower"``, or ``"closer"`` (to ``target``, else to its reference).
+            label: what the number is, in words (the results page shows it).
+            target: the value that is best, for ``better="closer"`` (e.g. 1.0 for a ratio).
+
+        ``ganref results`` and the results page show the headlines as mean ± std over seeds, beside
+        the reference given with :meth:`reference`.
+        """
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"key must name a recorded result, got {key!r}")
+        if better not in BETTER:
+            raise ValueError(f"better must be one of {', '.join(BETTER)}, got {better!r}")
+        if target is not None:
+            target = _plain(target, key)
+            if isinstance(target, bool) or not isinstance(target, (int, float)):
+                raise ValueError(f"target of {key!r} must be a number, got {target!r}")
+        entry = {"key": key, "better": better, "label": str(label), "target": target}
+        self.data["headlines"] = [h for h in self.data.get("headlines", []) if h["key"] != key] + [entry]
+        self._write()
+
+    def benchmark(self, method: str, **columns: str) -> None:
+        """Name this chapter's results that fill a row of the book's cross-chapter table.
+
+        ``report.benchmark("WGAN-GP", grid25_modes="table_grid25_wgan_gp_modes_mean", digits_fid="digits_fid")``:
+        each column (see :data:`ganref.pipeline.headlines.BENCHMARKS`) names a recorded result.
+        """
+        from ganref.pipeline.headlines import BENCHMARKS
+
+        if not isinstance(method, str) or not method.strip():
+            raise ValueError(f"method must name the method of the row, got {method!r}")
+        unknown = sorted(set(columns) - set(BENCHMARKS))
+        if unknown or not columns:
+            raise ValueError(f"benchmark columns must be among {', '.join(BENCHMARKS)}, got "
+                             f"{', '.join(unknown) or 'none'}")
+        for column, key in columns.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"column {column!r} must name a recorded result, got {key!r}")
+        self.data.setdefault("benchmarks", {}).setdefault(method, {}).update(columns)
         self._write()
 
     def complete(self) -> None:

@@ -1,37 +1,47 @@
-"""Batch execution of chapters: jupytext -> papermill(profile, device, seed) -> runs/<profile>/.
+"""Batch execution of chapters: one Dask task per (chapter, seed), outputs stored under runs/<profile>/.
 
-``ganref run 01 --profile smoke`` turns ``notebooks/01_vanilla_gan.md`` into a notebook and executes
-it with papermill (parameters injected after the cell tagged ``parameters``) in a staging folder,
-``runs/smoke/running/01_vanilla_gan.<pid>.<tag>/``. Only when the notebook completes are its
-executed notebook, results JSON (marked ``"complete"``) and artifacts moved, together, to
-``runs/smoke/01_vanilla_gan.ipynb``, ``.json`` and ``_artifacts/``, replacing the previous run's.
-A failed (or interrupted) run's outputs go to ``runs/smoke/failed/`` instead, its JSON marked
-``"failed"`` with the error, and the last good results stay where they were.
+``ganref run 01 02 --profile smoke --seeds 0 1`` submits four tasks (:mod:`ganref.pipeline.execute`)
+to an embedded Dask ``LocalCluster`` (``--jobs`` single-threaded worker processes, started and
+closed by the command), or with ``--scheduler tcp://host:8786`` to an existing Dask cluster whose
+workers have ganref installed. A task executes its chapter with papermill in a private folder on
+its worker and returns the executed notebook, results JSON and artifacts; this process stores them
+(:func:`store`), so no shared file system is needed.
 
-Everything that can be checked before a kernel starts is checked first (:func:`check_options`):
-profile, device, seed, jobs, the output folder and ``$OMP_NUM_THREADS``.
+Where a run is stored: the run of seed 0 in ``runs/<profile>/`` (``NN_slug.ipynb``, ``.json``,
+``_artifacts/``: the layout the site and earlier runs use), the run of any other seed ``k`` in
+``runs/<profile>/seeds/<k>/``, the same layout (:func:`seed_folder`). Within a seed's folder, a
+task's outputs are written into a staging folder ``running/<chapter>.<pid>.<tag>/`` and moved,
+together, over the previous run's only when the chapter completed (JSON marked ``"complete"``). A
+failed task's outputs go to ``failed/`` instead (JSON marked ``"failed"`` with the error and the
+cell that raised), and the last good results stay where they were.
+
+Everything that can be checked before a worker starts is checked first (:func:`check_options`):
+profile, device, seeds, jobs, the output folder and ``$OMP_NUM_THREADS``.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import json
-import multiprocessing
 import os
 import re
 import shutil
+import signal
 import tempfile
-import time
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
-from ganref.pipeline import report
-from ganref.utils import PROFILES, check_positive_int, device as pick_device, resolve_profile
+from ganref.pipeline import cluster, report
+from ganref.pipeline.execute import Task, TaskResult, execute
+from ganref.utils import PROFILES, atomic_write, check_positive_int, device as pick_device, resolve_profile
 
 ROOT_ENV = "GANREF_ROOT"
 #: Seeds the runner accepts: chapters derive further seeds from it (``seed + 30_000``, ...) and
 #: NumPy's legacy seeding takes 32 bits, so one range that works everywhere.
 MAX_SEED = 2**32 - 1
+#: ``runs/<profile>/seeds/<k>/`` holds the run of seed ``k`` (seed 0 stays in ``runs/<profile>/``).
+SEEDS = "seeds"
 
 
 def project_root() -> Path:
@@ -73,6 +83,11 @@ def out_folder(out: str | os.PathLike, option: str = "--out") -> Path:
     return Path(out).expanduser().resolve()
 
 
+def seed_folder(run_dir: str | os.PathLike, seed: int) -> Path:
+    """Where the run of ``seed`` is stored: ``run_dir`` itself for seed 0, else ``run_dir/seeds/<seed>``."""
+    return Path(run_dir) if seed == 0 else Path(run_dir) / SEEDS / str(seed)
+
+
 def _threads(jobs: int) -> int:
     """Threads per kernel: ``$OMP_NUM_THREADS`` if set, else the cores shared among the jobs."""
     raw = os.environ.get("OMP_NUM_THREADS", "").strip()
@@ -84,28 +99,51 @@ def _threads(jobs: int) -> int:
     return int(raw)
 
 
-def check_options(profile: str | None, device: str, seed: int, jobs: int,
-                  out: str | os.PathLike) -> tuple[str, Path, int]:
-    """Validate a run's options before any kernel starts; return (profile, output folder, threads).
+def check_seeds(seeds: int | Sequence[int]) -> list[int]:
+    """``seeds`` (one seed or several) as a list of distinct integers in [0, 2**32 - 1]."""
+    many = [seeds] if isinstance(seeds, (int, float, str, bool)) or seeds is None else list(seeds)
+    if not many:
+        raise ValueError("seeds must name at least one seed, e.g. --seeds 0 1 2")
+    for seed in many:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, {MAX_SEED}] (2**32 - 1), got {seed!r}")
+    repeated = sorted({s for s in many if many.count(s) > 1})
+    if repeated:
+        raise ValueError(f"seeds must be distinct, got {', '.join(map(str, repeated))} more than once in {many}")
+    return many
+
+
+def check_options(profile: str | None, device: str, seeds: int | Sequence[int], jobs: int,
+                  out: str | os.PathLike, scheduler: str | None = None) -> tuple[str, Path, int | None]:
+    """Validate a run's options before any worker starts; return (profile, output folder, threads).
+
+    With a ``scheduler`` the device runs elsewhere: only its name is checked here, and threads
+    per kernel is ``$OMP_NUM_THREADS`` if set, else ``None`` (each worker shares its own cores).
 
     Raises:
         ValueError: naming the option (or variable) and what was expected: an unknown profile or
-            device, a device this machine lacks, a seed outside [0, 2**32 - 1], jobs < 1, an
-            output folder that cannot be created or written (the path is named), a bad
-            ``$OMP_NUM_THREADS``.
+            device, a device this machine lacks, a seed outside [0, 2**32 - 1] or given twice,
+            jobs < 1, an output folder that cannot be created or written (the path is named), a bad
+            ``$OMP_NUM_THREADS``, an empty ``--scheduler``.
     """
     profile = resolve_profile(profile)
     check_positive_int("jobs", jobs)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be an integer in [0, {MAX_SEED}] (2**32 - 1), got {seed!r}")
-    dev = pick_device(device)  # ValueError for 'tpu', or 'cuda' on a machine without a GPU
-    if dev.type == "cuda" and dev.index is not None:
-        import torch
+    check_seeds(seeds)
+    if scheduler is not None and not str(scheduler).strip():
+        raise ValueError(f"--scheduler must be a Dask scheduler address such as tcp://host:8786, got {scheduler!r}")
+    if scheduler is None:
+        dev = pick_device(device)  # ValueError for 'tpu', or 'cuda' on a machine without a GPU
+        if dev.type == "cuda" and dev.index is not None:
+            import torch
 
-        if dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r} was asked for but this machine has "
-                             f"{torch.cuda.device_count()} CUDA device(s)")
-    threads = _threads(jobs)
+            if dev.index >= torch.cuda.device_count():
+                raise ValueError(f"device {device!r} was asked for but this machine has "
+                                 f"{torch.cuda.device_count()} CUDA device(s)")
+    elif not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", str(device)):
+        raise ValueError(f"device must be one of 'auto', 'cpu', 'cuda[:N]', 'mps', got {device!r}")
+    threads: int | None = _threads(jobs)
+    if scheduler is not None and not os.environ.get("OMP_NUM_THREADS", "").strip():
+        threads = None
     out_dir = out_folder(out) / profile
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +165,8 @@ class Outcome:
     notebook: str
     results: str
     error: str = ""
+    seed: int = 0
+    cell: dict[str, Any] | None = None
 
 
 def _move_set(stage: Path, dest: Path, stem: str, trash: Path) -> None:
@@ -157,17 +197,6 @@ def _remove_set(folder: Path, stem: str) -> None:
     shutil.rmtree(folder / f"{stem}_artifacts", ignore_errors=True)
 
 
-def _mark_failed(results: Path, stem: str, profile: str, device: str, seed: int, error: str,
-                 seconds: float) -> None:
-    """Mark a staged results file ``"failed"`` with the error; write a fresh one if it is unusable."""
-    try:
-        report.mark(results, "failed", error=error, seconds=round(seconds, 1))
-    except (OSError, ValueError):
-        results.unlink(missing_ok=True)
-        report.Report(stem, stem, profile, device, seed, results).record()
-        report.mark(results, "failed", error=error, seconds=round(seconds, 1))
-
-
 def _clear_stale_stages(running: Path, stem: str) -> None:
     """Remove staging folders of ``stem`` left by runner processes that no longer exist (``kill -9``)."""
     for stage in running.glob(f"{stem}.*.*"):
@@ -176,160 +205,172 @@ def _clear_stale_stages(running: Path, stem: str) -> None:
             shutil.rmtree(stage, ignore_errors=True)
 
 
-def run_chapter(source: Path, out_dir: Path, profile: str, device: str, seed: int,
-                threads: int = 1, progress: bool = False) -> Outcome:
-    """Execute one chapter with papermill; never raises for a failing chapter (the Outcome says why).
-
-    The notebook runs in a staging folder under ``out_dir/running/``; on success its notebook, JSON
-    (marked ``"complete"``) and artifacts replace those in ``out_dir``; on failure they replace those
-    in ``out_dir/failed/`` (JSON marked ``"failed"`` with the error) and ``out_dir`` is left alone.
-    A ``KeyboardInterrupt`` is handled like a failure, then raised again. The stored notebook's
-    injected ``results_path`` names the stored JSON, so re-executing it writes there.
-    """
-    import jupytext
-    import papermill
-
-    stem, out_dir = source.stem, Path(out_dir).resolve()  # absolute: the kernel runs in notebooks/
-    running = out_dir / report.RUNNING
+def open_stage(out_dir: Path, stem: str, seed: int) -> Path:
+    """A fresh staging folder for (chapter, seed): while it exists, ``ganref results`` says the run is on."""
+    running = seed_folder(out_dir, seed) / report.RUNNING
     running.mkdir(parents=True, exist_ok=True)
     _clear_stale_stages(running, stem)
-    stage = Path(tempfile.mkdtemp(prefix=f"{stem}.{os.getpid()}.", dir=running))
-    notebook, results = stage / f"{stem}.ipynb", stage / f"{stem}.json"
-    # The record exists (status "running") before the chapter's first record(): a run that fails
-    # earlier still leaves a JSON that says so.
-    report.Report(stem, stem, profile, device, seed, results).record()
-    env_before = {k: os.environ.get(k) for k in ("GANREF_PROFILE", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update({"GANREF_PROFILE": profile, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
-    start = time.perf_counter()
-    ok, error, interrupted = False, "", None
-    try:
-        source_nb = stage / f".{stem}.source.ipynb"
-        jupytext.write(jupytext.read(source), source_nb)
-        papermill.execute_notebook(
-            str(source_nb), str(notebook), kernel_name="python3", cwd=str(source.parent),
-            parameters={"profile": profile, "device": device, "seed": seed, "results_path": str(results)},
-            progress_bar=progress, log_output=False,
-        )
-        ok = True
-    except Exception as err:  # papermill.PapermillExecutionError, kernel failures, an unreadable source
-        text = str(err).strip()
-        error = f"{type(err).__name__}: {text.splitlines()[-1] if text else ''}".strip()
-    except BaseException as err:  # KeyboardInterrupt, SystemExit: keep the outputs, then stop
-        error, interrupted = f"interrupted ({type(err).__name__})", err
-    finally:
-        for k, v in env_before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    seconds = time.perf_counter() - start
-    if ok:
+    return Path(tempfile.mkdtemp(prefix=f"{stem}.{os.getpid()}.", dir=running))
+
+
+def shown_path(path: Path, out_dir: Path) -> str:
+    """``path`` as a notebook shows it: relative to the repository, else to the folder holding ``--out``."""
+    for base in (project_root(), out_dir.parent.parent):
         try:
-            report.mark(results, "complete", seconds=round(seconds, 1))
-        except (OSError, ValueError) as err:  # the chapter overwrote or removed its own results file
-            ok, error = False, f"the chapter left no usable results file: {err}"
-    dest = out_dir if ok else out_dir / report.FAILED
+            return path.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return path.name
+
+
+def store(result: TaskResult | BaseException, out_dir: Path, stage: Path, task: Task) -> Outcome:
+    """Write a task's outputs into ``stage``, then move them to the seed's folder (or its ``failed/``).
+
+    ``result`` is an exception when the task itself failed on the cluster (a worker that died, a
+    worker without ganref): a failed record with that error is stored. Every file is written
+    atomically, the JSON last, and the set replaces the previous one only by renames.
+    """
+    stem, seed, folder = task.chapter, task.seed, seed_folder(out_dir, task.seed)
+    if isinstance(result, BaseException):
+        text = " ".join(str(result).split())
+        result = TaskResult(stem, seed, False, 0.0, f"the task failed on the cluster: {type(result).__name__}: {text}")
+    ok, error = result.ok, result.error
+    dest = folder if ok else folder / report.FAILED
+    results = stage / f"{stem}.json"
     try:
-        if not ok:
-            _mark_failed(results, stem, profile, device, seed, error, seconds)
-        if notebook.is_file():  # its injected results_path names where the results now are
-            escaped = [json.dumps(str(p))[1:-1] for p in (stage, dest)]
-            notebook.write_text(notebook.read_text(encoding="utf-8").replace(*escaped), encoding="utf-8")
+        for name, data in result.artifacts.items():
+            atomic_write(stage / f"{stem}_artifacts" / name, data)
+        if result.notebook is not None:  # paths the worker used -> where the files are now, repository-relative
+            text = result.notebook.decode("utf-8")
+            for old, new in ((result.workdir, shown_path(dest, out_dir)),
+                             (str(Path(task.folder).parent) + "/" if task.folder else "", "")):
+                if old:
+                    text = text.replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1])
+            atomic_write(stage / f"{stem}.ipynb", text)
+        if result.results is not None:
+            atomic_write(results, result.results)
+        try:  # stamp the time stored here (one clock for every worker), keep the task's status
+            report.mark(results, "complete" if ok else "failed")
+        except (OSError, ValueError):
+            results.unlink(missing_ok=True)
+            report.Report(stem, stem, task.profile, task.device, seed, results).record()
+            report.mark(results, "failed", error=error, seconds=round(result.seconds, 1))
         _move_set(stage, dest, stem, stage / ".replaced")
         if ok:  # the last run did not fail: a failure kept from an earlier run is history
-            _remove_set(out_dir / report.FAILED, stem)
+            _remove_set(folder / report.FAILED, stem)
     except OSError as err:  # disk full, permissions changed during the run, ...
         ok, error = False, f"could not store the run's outputs in {dest}: {err}"
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    if interrupted is not None:
-        raise interrupted
-    return Outcome(stem, ok, seconds, str(dest / f"{stem}.ipynb"), str(dest / f"{stem}.json"), error)
+    return Outcome(stem, ok, result.seconds, str(dest / f"{stem}.ipynb"), str(dest / f"{stem}.json"), error,
+                   seed, result.cell)
 
 
-def run(chapters: list[str] | None = None, profile: str | None = None, device: str = "auto", seed: int = 0,
-        jobs: int = 1, out: str | os.PathLike = "runs") -> list[Outcome]:
-    """Execute chapters into ``<out>/<profile>/`` with up to ``jobs`` kernels at once; print a summary.
+def _task(source: Path, profile: str, device: str, seed: int, threads: int | None) -> Task:
+    return Task(source.stem, source.read_text(encoding="utf-8"), profile, device, seed, threads,
+                str(source.parent.resolve()))
+
+
+def run_chapter(source: Path, out_dir: Path, profile: str, device: str, seed: int,
+                threads: int | None = 1, progress: bool = False) -> Outcome:
+    """Execute one chapter at one seed in this process (no Dask) and store it; never raises for a failing chapter.
+
+    The same task and storage as :func:`run`, without a cluster: for a notebook or a debugger,
+    and the baseline of the Dask overhead benchmark. A ``KeyboardInterrupt`` stores the outputs as
+    a failed run, then is raised again.
+    """
+    out_dir = Path(out_dir).resolve()
+    task = _task(source, profile, device, seed, threads)
+    stage = open_stage(out_dir, source.stem, seed)
+    result = execute(task, progress=progress)
+    outcome = store(result, out_dir, stage, task)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    return outcome
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(chapters: list[str] | None = None, profile: str | None = None, device: str = "auto",
+        seed: int | Sequence[int] = 0, jobs: int = 1, out: str | os.PathLike = "runs",
+        scheduler: str | None = None, progress: bool = True) -> list[Outcome]:
+    """Execute chapters x seeds as Dask tasks into ``<out>/<profile>/``; print a summary.
+
+    Args:
+        seed: one seed or several (``[0, 1, 2]``): one task per (chapter, seed).
+        jobs: worker processes of the embedded ``LocalCluster`` (ignored with ``scheduler``).
+        scheduler: the address of an existing Dask scheduler (``tcp://host:8786``); ``None`` starts
+            a ``LocalCluster`` for this command and closes it at the end.
+        progress: one progress bar over all tasks (on stderr).
+
+    The local cluster's workers are started with ``spawn``: a script that calls ``run`` needs the
+    ``if __name__ == "__main__":`` guard (the command line and notebooks do not).
+
+    Every finished task is stored as soon as it arrives; a failed one does not stop the others.
+    On Ctrl-C (or SIGTERM) the tasks still running are cancelled and the cluster is closed; what
+    was stored stays, and the unfinished tasks' staging folders say "interrupted" until the next run.
 
     Raises:
-        ValueError: before any kernel starts, for a bad option (see :func:`check_options`) or an
-            unknown chapter.
+        ValueError: before any worker starts, for a bad option (see :func:`check_options`) or an
+            unknown chapter; an unreachable scheduler.
     """
-    profile, out_dir, threads = check_options(profile, device, seed, jobs, out)
+    seeds = check_seeds(seed)
+    profile, out_dir, threads = check_options(profile, device, seeds, jobs, out, scheduler)
     sources = select_chapters(chapters)
     if not sources:
         raise ValueError(f"no chapters found in {project_root() / 'notebooks'}")
-    print(f"running {len(sources)} chapter(s) at profile {profile!r} on device {device!r}, seed {seed}, "
-          f"{jobs} job(s) x {threads} thread(s) -> {out_dir}", flush=True)
+    tasks = [_task(s, profile, device, k, threads) for s in sources for k in seeds]
+    where = f"Dask scheduler {scheduler}" if scheduler else \
+        f"a local Dask cluster of {min(jobs, len(tasks))} worker(s) x {threads} thread(s)"
+    print(f"running {len(sources)} chapter(s) x {len(seeds)} seed(s) ({', '.join(map(str, seeds))}) at profile "
+          f"{profile!r} on device {device!r}, {len(tasks)} task(s) on {where} -> {out_dir}", flush=True)
     outcomes: list[Outcome] = []
-    if jobs == 1:
-        for s in sources:
-            outcomes.append(run_chapter(s, out_dir, profile, device, seed, threads))
-            _print_outcome(outcomes[-1])
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(run_chapter, s, out_dir, profile, device, seed, threads) for s in sources]
-            for f in cf.as_completed(futures):
-                outcomes.append(f.result())
-                _print_outcome(outcomes[-1])
-        outcomes.sort(key=lambda o: o.chapter)
+    sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if sigterm is not None:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    stages: dict[tuple[str, int], Path] = {}
+    try:
+        with cluster.connect(min(jobs, len(tasks)), scheduler) as client:
+            stages.update({(t.chapter, t.seed): open_stage(out_dir, t.chapter, t.seed) for t in tasks})
+            for task, result in cluster.as_finished(client, execute, tasks, progress,
+                                                    name=lambda t: f"{t.chapter}-seed{t.seed}"):
+                outcomes.append(store(result, out_dir, stages.pop((task.chapter, task.seed)), task))
+                cluster.say(_describe(outcomes[-1]))
+    except Exception:  # not an interrupt (whose unfinished stages say "interrupted"): nothing is left half-done
+        for stage in stages.values():
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
+    outcomes.sort(key=lambda o: (o.chapter, o.seed))
     print(summary_table(outcomes), flush=True)
     return outcomes
 
 
-def _print_outcome(o: Outcome) -> None:
-    status = "ok" if o.ok else f"FAILED ({o.error}); outputs kept in {Path(o.results).parent}"
-    print(f"  {o.chapter}: {status} in {o.seconds:.1f} s", flush=True)
+def _describe(o: Outcome) -> str:
+    status = "ok" if o.ok else f"FAILED: {o.error}; outputs kept in {Path(o.results).parent}"
+    return f"  {o.chapter} seed {o.seed}: {status} ({o.seconds:.1f} s)"
 
 
 def summary_table(outcomes: list[Outcome]) -> str:
-    lines = [f"{'chapter':<28} {'status':<7} {'seconds':>8}  results"]
+    lines = [f"{'chapter':<28} {'seed':>6} {'status':<7} {'seconds':>8}  results"]
     for o in outcomes:
         n = ""
         if o.ok and Path(o.results).is_file():
             n = f"{len(report.load(o.results)['results'])} numbers in {o.results}"
-        lines.append(f"{o.chapter:<28} {'ok' if o.ok else 'FAILED':<7} {o.seconds:8.1f}  {n or o.error}")
+        lines.append(f"{o.chapter:<28} {o.seed:>6} {'ok' if o.ok else 'FAILED':<7} {o.seconds:8.1f}  {n or o.error}")
     return "\n".join(lines)
 
 
-def results_report(profile: str | None = None, out: str | os.PathLike = "runs") -> tuple[str, list[str]]:
-    """The results table of ``<out>/<profile>`` and the chapters it flags (failed, incomplete, stale).
+def results_report(profile: str | None = None, out: str | os.PathLike = "runs", show: str = "headlines",
+                   fmt: str = "text") -> tuple[str, list[str]]:
+    """The results of ``<out>/<profile>`` over seeds and the chapters it flags (see :mod:`ganref.pipeline.results`)."""
+    from ganref.pipeline import results
 
-    A chapter whose last run failed or did not finish is flagged in the table with the reason; when
-    it has no complete run its partial numbers are not shown. Each heading says when its numbers
-    were written.
-
-    Raises:
-        FileNotFoundError: no results in the folder.
-        ValueError, OSError: a results file that cannot be read (the message names it).
-    """
-    profile = resolve_profile(profile)
-    if out_folder(out).is_file():
-        raise ValueError(f"--out {str(out)!r} is a file, not the folder that holds <profile>/ runs")
-    folder = out_folder(out) / profile
-    runs = report.collect(folder)
-    if not runs:
-        raise FileNotFoundError(f"no results in {folder}: run `ganref run --profile {profile}` first")
-    lines = []
-    for run in runs:
-        data = run.data or run.failed or {"chapter": run.chapter}
-        lines.append(f"\n## {data['chapter']}: {data.get('title', '')}  (profile {data.get('profile', '?')}, "
-                     f"device {data.get('device', '?')}, seed {data.get('seed', '?')}, "
-                     f"status {data.get('status', 'unknown')}, written {data.get('updated', '?')})")
-        lines += [f"!! {w}" for w in run.warnings]
-        if run.data is None:
-            lines.append("(no complete results)")
-            continue
-        refs = {r["key"]: r for r in run.data.get("references", [])}
-        lines.append(f"{'result':<36} {'ours':>14} {'paper':>10}  source")
-        for key, value in run.data["results"].items():
-            ref = refs.get(key)
-            paper = _fmt(ref["value"]) if ref else ""
-            src = ref["source"] if ref else ""
-            lines.append(f"{key:<36} {_fmt(value):>14} {paper:>10}  {src}")
-    flagged = [r.chapter for r in runs if not r.ok]
-    return "\n".join(lines).lstrip("\n"), flagged
+    return results.results_report(profile, out, show=show, fmt=fmt)
 
 
 def results_table(profile: str | None = None, out: str | os.PathLike = "runs") -> str:
@@ -337,14 +378,5 @@ def results_table(profile: str | None = None, out: str | os.PathLike = "runs") -
     return results_report(profile, out)[0]
 
 
-def _fmt(v: object) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, (list, dict)):
-        s = str(v)
-        return s if len(s) <= 14 else s[:11] + "..."
-    return str(v)
-
-
-__all__ = ["PROFILES", "list_chapters", "select_chapters", "check_options", "run_chapter", "run", "results_table",
-           "results_report", "project_root"]
+__all__ = ["PROFILES", "list_chapters", "select_chapters", "check_options", "check_seeds", "seed_folder",
+           "run_chapter", "run", "store", "results_table", "results_report", "project_root"]

@@ -2,8 +2,10 @@
 
 Pipeline (see DESIGN.md)::
 
-    runs/<profile>/NN_slug.ipynb  --copy-->  book/chapters/NN_slug.ipynb
-    runs/<profile>/NN_slug.json   --table--> book/results.md
+    runs/<profile>/NN_slug.ipynb  --copy-->  book/chapters/NN_slug.ipynb  (seed 0; else the lowest seed's)
+    runs/<profile>/NN_slug.json, runs/<profile>/seeds/<k>/NN_slug.json
+                                  --mean ± std over seeds--> book/results.md (+ plots, results.csv
+                                                             in book/_build/results/)
     npm packages in book/package.json --copy--> book/_build/offline/ (html_static_path)
     jupyter-book build book/ (execute_notebooks: "off") --> book/_build/html/index.html
 
@@ -33,11 +35,15 @@ from typing import Any
 
 import nbformat
 
-from ganref.pipeline.report import ChapterRun, collect
+from ganref.pipeline import results_page
+from ganref.pipeline.report import collect
+from ganref.pipeline.results import seed_folders
 from ganref.utils import resolve_profile
 
 #: Where ``_config.yml`` points ``html_static_path``; relative to the book folder (git-ignored).
 STATIC_DIR = Path("_build") / "offline"
+#: Where the results page's plots and ``results.csv`` are written; relative to the book folder (git-ignored).
+RESULTS_ASSETS = Path("_build") / "results"
 #: Files copied from ``node_modules`` into :data:`STATIC_DIR` (target name -> source path).
 WIDGET_JS = {
     "require.js": "requirejs/require.js",
@@ -90,8 +96,12 @@ def build_site(profile: str = "cpu", runs_dir: str | Path = "runs", book_dir: st
     notebooks = executed_notebooks(run)
 
     copy_chapters(run, notebooks, book / "chapters")
-    (book / "results.md").write_text(results_markdown(run, profile, {nb.stem for nb in notebooks}),
-                                     encoding="utf-8")
+    # The page's plots and CSV: in the book's git-ignored _build/, copied into the site by Sphinx.
+    assets = book / RESULTS_ASSETS
+    if assets.exists():
+        shutil.rmtree(assets)
+    (book / "results.md").write_text(results_markdown(run, profile, {nb.stem for nb in notebooks}, assets,
+                                                      RESULTS_ASSETS.as_posix()), encoding="utf-8")
 
     node_modules = install_js(book / "package.json", Path(js_dir) if js_dir else Path("build") / "book-js", npm=npm)
     copy_static(node_modules, book / STATIC_DIR)
@@ -110,7 +120,10 @@ def build_site(profile: str = "cpu", runs_dir: str | Path = "runs", book_dir: st
 
 
 def executed_notebooks(run: str | Path) -> list[Path]:
-    """The executed notebooks of one run folder, in file-name (chapter) order.
+    """The executed notebooks of one run folder, one per chapter, in file-name (chapter) order.
+
+    A chapter's page is its seed-0 run (``run/NN_slug.ipynb``); a chapter run only at other seeds
+    shows its lowest seed's (``run/seeds/<k>/NN_slug.ipynb``).
 
     Raises:
         FileNotFoundError: the folder is missing or holds no ``.ipynb``; the message names
@@ -122,7 +135,12 @@ def executed_notebooks(run: str | Path) -> list[Path]:
     hint = f"run the chapters first: `ganref run --profile {profile}`"
     if not run.is_dir():
         raise FileNotFoundError(f"no run folder {str(run)!r}: {hint}")
-    notebooks = sorted(p for p in run.glob("*.ipynb") if not p.name.startswith("."))
+    pages: dict[str, Path] = {}
+    for folder in seed_folders(run).values():  # seed 0 first, then the others in order
+        for p in sorted(folder.glob("*.ipynb")):
+            if not p.name.startswith("."):
+                pages.setdefault(p.stem, p)
+    notebooks = [pages[stem] for stem in sorted(pages)]
     if not notebooks:
         raise FileNotFoundError(f"{str(run)!r} holds no executed notebooks (*.ipynb): {hint}")
     for path in notebooks:
@@ -134,126 +152,51 @@ def executed_notebooks(run: str | Path) -> list[Path]:
 
 
 def copy_chapters(run: Path, notebooks: list[Path], chapters: Path) -> None:
-    """Copy the run's notebooks into a fresh ``chapters`` folder; a flagged chapter's page gets a warning."""
+    """Copy the run's notebooks into a fresh ``chapters`` folder; a flagged chapter's page gets a warning.
+
+    A page from another seed than 0 says which seed it shows. Paths in the warnings are shown
+    relative to the repository (``runs/<profile>/...``).
+    """
     if chapters.exists():
         shutil.rmtree(chapters)
     chapters.mkdir()
-    records = {r.chapter: r for r in collect(run)}
+    records: dict[Path, dict[str, Any]] = {}
     for nb in notebooks:  # a fresh mtime, so Sphinx re-reads a page even from an older run
-        flags = records[nb.stem].warnings if nb.stem in records else [f"no results record beside it in {run}"]
-        if not flags:
+        folder = nb.parent
+        if folder not in records:
+            records[folder] = {r.chapter: r for r in collect(folder)}
+        flags = records[folder][nb.stem].warnings if nb.stem in records[folder] \
+            else [f"no results record beside it in {folder}"]
+        notes = [] if folder.resolve() == Path(run).resolve() else \
+            [f"```{{note}}\nThis page shows the run of seed {folder.name}: seed 0 of this chapter was not run.\n```"]
+        if not flags and not notes:
             shutil.copyfile(nb, chapters / nb.name)
             continue
         page = nbformat.read(nb, as_version=4)  # the warning goes under the page's title cell
-        page.cells.insert(min(1, len(page.cells)), nbformat.v4.new_markdown_cell(_admonition(flags)))
+        extra = notes + ([results_page.admonition([results_page.shown(w, Path(run)) for w in flags])] if flags else [])
+        for i, text in enumerate(extra):
+            page.cells.insert(min(1 + i, len(page.cells)), nbformat.v4.new_markdown_cell(text))
         nbformat.write(page, chapters / nb.name)
 
 
-def results_markdown(run: str | Path, profile: str, chapters: set[str] | None = None) -> str:
-    """The results page: one table per chapter JSON in ``run``, references beside the results.
+def results_markdown(run: str | Path, profile: str, chapters: set[str] | None = None,
+                     assets: Path | None = None, assets_link: str = "") -> str:
+    """The results page of a run folder (see :mod:`ganref.pipeline.results_page`).
 
     Args:
         run: a run folder holding ``NN_slug.json`` files written by :class:`ganref.pipeline.report.Report`
-            (and ``failed/``, ``running/``: a chapter whose last run failed or did not finish is flagged).
+            for seed 0 and ``seeds/<k>/NN_slug.json`` for other seeds (and ``failed/``, ``running/``: a
+            chapter whose last run failed or did not finish is flagged).
         profile: the run's profile (for the page's heading).
         chapters: stems of the chapters on the site; a chapter's heading links to its page
             when its stem is here.
+        assets: where the page's plots and ``results.csv`` go (``None``: none are made), linked
+            from the page as ``assets_link``.
 
     Returns:
         MyST Markdown text.
     """
-    chapters = chapters or set()
-    lines = [
-        "# Results",
-        "",
-        f"The key numbers each chapter recorded in the `{profile}` run, each beside the published",
-        "number it is compared with, where there is one, and that number's source. The numbers come",
-        f"from `runs/{profile}/*.json`, written by the chapters as they ran; a `smoke` run is only a",
-        "check that everything runs, and its numbers mean little.",
-        "",
-    ]
-    records = collect(run)
-    if not records:
-        lines += [f"No chapter recorded results in this run (no `runs/{profile}/NN_*.json`).", ""]
-    for record in records:
-        lines += _chapter_table(record, link=f"chapters/{record.chapter}.ipynb" if record.chapter in chapters else None)
-    lines += ["## Papers cited", "", "The papers that the pages of this book cite, from `references.bib`.", "",
-              "```{bibliography}", "```", ""]
-    return "\n".join(lines) + "\n"
-
-
-def _admonition(flags: list[str]) -> str:
-    return "```{warning}\n" + "\n\n".join(_escape(w) for w in flags) + "\n```"
-
-
-def _chapter_table(record: ChapterRun, link: str | None) -> list[str]:
-    data = record.data or record.failed or {"chapter": record.chapter}
-    title = _escape(str(data.get("title") or data["chapter"]))
-    heading = f"[{title}]({link})" if link else title
-    meta = " · ".join(f"{'written' if k == 'updated' else k} `{data[k]}`"
-                      for k in ("profile", "device", "seed", "torch", "status", "updated") if k in data)
-    flags = [_admonition(record.warnings), ""] if record.warnings else []
-    if record.data is None:
-        return [f"## {heading}", "", meta, "", *flags, "No complete results (a failed run's numbers are not shown).", ""]
-    refs: dict[str, list[dict[str, Any]]] = {}
-    for ref in data.get("references", []):
-        refs.setdefault(str(ref["key"]), []).append(ref)
-    rows = ["| result | value | reference | source | note |", "| --- | --- | --- | --- | --- |"]
-    flat = _flatten(data.get("results", {}))
-    for key, value in flat.items():
-        for i, ref in enumerate(refs.pop(key, [None])):
-            rows.append(_row(key, _fmt(value) if i == 0 else "", ref))
-    for key, rest in refs.items():  # references to numbers the run did not record
-        for ref in rest:
-            rows.append(_row(key, "—", ref))
-    if len(rows) == 2:
-        rows.append("| (none recorded) | | | | |")
-    return [f"## {heading}", "", meta, "", *flags, *rows, ""]
-
-
-def _row(key: str, value: str, ref: dict[str, Any] | None) -> str:
-    name = f"`{key}`" if not set(key) & set("`|\n") else _escape(key)
-    if ref is None:
-        cells = [name, value, "", "", ""]
-    else:
-        cells = [name, value, _fmt(ref.get("value")), _escape(str(ref.get("source", ""))),
-                 _escape(str(ref.get("note", "")))]
-    return "| " + " | ".join(cells) + " |"
-
-
-def _flatten(results: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"loss": {"d": 1}}`` -> ``{"loss.d": 1}``, so every number gets its own row."""
-    flat: dict[str, Any] = {}
-    for key, value in results.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def _fmt(value: Any) -> str:
-    """A table cell for a recorded value: 4 significant digits, short lists in full."""
-    if isinstance(value, bool) or value is None:
-        return f"`{value}`"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        if len(value) <= 6 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            return "[" + ", ".join(_fmt(v) for v in value) + "]"
-        return f"({len(value)} values)"
-    if isinstance(value, dict):
-        return "{}"
-    return _escape(str(value))
-
-
-def _escape(text: str) -> str:
-    """Keep a string from breaking a Markdown table row or becoming markup."""
-    text = " ".join(text.split())
-    return re.sub(r"([|\\`*_{}\[\]<>$])", r"\\\1", text)
+    return results_page.results_markdown(run, profile, chapters, assets, assets_link)
 
 
 def install_js(package_json: str | Path, js_dir: str | Path, npm: str = "npm") -> Path:
