@@ -145,7 +145,7 @@ class UNet8(nn.Module):
 
         conv -> (w, 8, 8) -> block -> down -> (w, 4, 4) -> block -> (2w, 4, 4) -> down -> (2w, 2, 2)
         -> block (middle) -> up -> (2w, 4, 4) ++ skip -> block -> (2w, 4, 4)
-        -> up -> (2w, 8, 8) ++ skip -> block -> (w, 8, 8) -> GN -> SiLU -> conv -> (C, 8, 8)
+        -> up -> (w, 8, 8) ++ skip -> block -> (w, 8, 8) -> GN -> SiLU -> conv -> (C, 8, 8)
 
     Downsampling is a stride-2 3x3 convolution, upsampling nearest-neighbour then a 3x3 convolution
     (DDPM's ``resamp_with_conv``). The output convolution starts at zero.
@@ -167,8 +167,8 @@ class UNet8(nn.Module):
         self.mid = ResBlock(2 * w, 2 * w, emb, groups, dropout)
         self.up2 = nn.Conv2d(2 * w, 2 * w, 3, padding=1)
         self.dec2 = ResBlock(4 * w, 2 * w, emb, groups, dropout)
-        self.up1 = nn.Conv2d(2 * w, 2 * w, 3, padding=1)
-        self.dec1 = ResBlock(3 * w, w, emb, groups, dropout)
+        self.up1 = nn.Conv2d(2 * w, w, 3, padding=1)
+        self.dec1 = ResBlock(2 * w, w, emb, groups, dropout)
         self.out = nn.Sequential(nn.GroupNorm(groups, w), nn.SiLU(), nn.Conv2d(w, channels, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
@@ -185,5 +185,5 @@ class UNet8(nn.Module):
         h2 = self.enc2(self.down1(h1), emb)  # (B, 2w, 4, 4)
         h = self.mid(self.down2(h2), emb)  # (B, 2w, 2, 2)
         h = self.dec2(torch.cat([self.up2(up(h, scale_factor=2.0)), h2], dim=1), emb)  # (B, 2w, 4, 4)
-        h = self.dec1(torch.cat([self.up1(up(h, scale_factor=2.0)), h1], dim=1), emb)  # (B, w, 8, 8)
+        h = self.dec1(torch.cat([self.up1(up(h, scale_factor=2.0)), h1], dim=1), emb)  # (B, 2w -> w, 8, 8)
         return self.out(h)  # (B, C, 8, 8)
