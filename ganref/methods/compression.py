@@ -192,13 +192,15 @@ def _channels(G: nn.Module, layers: Sequence[str]) -> list[int]:
 def make_projections(student: nn.Module, teacher: nn.Module, layers: Sequence[str] = G_LAYERS) -> nn.ModuleList:
     """GAN Compression's f_l: one learned 1x1 convolution per layer, student channels -> teacher channels."""
     check_pair(teacher, student)
-    return nn.ModuleList(nn.Conv2d(cs, ct, 1) for cs, ct in zip(_channels(student, layers), _channels(teacher, layers)))
+    convs = (nn.Conv2d(cs, ct, 1) for cs, ct in zip(_channels(student, layers), _channels(teacher, layers)))
+    return nn.ModuleList(convs).to(next(student.parameters()).device)  # on the student's device
 
 
 def make_connectors(G: nn.Module, layers: Sequence[str] = G_LAYERS, channels: int = 1) -> nn.ModuleList:
     """DCD's connectors: per layer a 1x1 convolution to ``channels`` image channels, then tanh into [-1, 1]."""
     channels = check_positive_int("channels", channels)
-    return nn.ModuleList(nn.Sequential(nn.Conv2d(c, channels, 1), nn.Tanh()) for c in _channels(G, layers))
+    connectors = (nn.Sequential(nn.Conv2d(c, channels, 1), nn.Tanh()) for c in _channels(G, layers))
+    return nn.ModuleList(connectors).to(next(G.parameters()).device)  # on G's device
 
 
 def to_image(maps: Sequence[Tensor], connectors: Sequence[nn.Module], size: tuple[int, int] = (8, 8)) -> list[Tensor]:

@@ -262,7 +262,8 @@ def ddgan_step(state: State, x0: Tensor, cfg: DDGANConfig, schedule: Schedule) -
     set_lr(opt_g, value_at(cfg.lr_g, state.step))
     set_lr(opt_d, value_at(cfg.lr_d, state.step))
     reals = split_batch(x0, cfg.d_steps, "d_steps")
-    B, dev, r1 = reals[0].shape[0], x0.device, torch.zeros(())
+    B, dev = reals[0].shape[0], x0.device
+    r1 = torch.zeros((), device=dev)
 
     def fake_pair(real: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         k = torch.randint(0, schedule.T, (B,), generator=state.generator).to(dev)  # (B,) a step per sample

@@ -282,7 +282,8 @@ def diffusion_gan_step(state: State, real: Tensor, cfg: DiffusionGANConfig) -> d
     G, D, diffusion = state.modules["G"], state.modules["D"], state.modules["diffusion"]
     opt_g, opt_d = state.optimizers["G"], state.optimizers["D"]
     reals = split_batch(real, cfg.d_steps, "d_steps")
-    B, dev, r1 = reals[0].shape[0], real.device, torch.zeros(())
+    B, dev = reals[0].shape[0], real.device
+    r1 = torch.zeros((), device=dev)
 
     def diffuse(x: Tensor) -> tuple[Tensor, Tensor]:
         """y ~ q(y | x, t) with t ~ pi(t) per sample; and the t that D is told (0 for all if it ignores t)."""
