@@ -9,13 +9,14 @@ without running the book's real chapters.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ganref.pipeline import cli, report, runner
+from ganref.pipeline import cli, execute, report, runner
 
 
 def test_list_and_select():
@@ -209,3 +210,13 @@ def test_checks_come_before_any_kernel(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="--out must name a folder, got ''"):
         runner.run(None, "smoke", "cpu", out="")
     assert not out.exists() or not any(out.rglob("*.ipynb"))
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Unix sockets: not on Windows")
+def test_kernels_use_ipc_sockets_unless_the_runtime_folder_is_too_long(monkeypatch):
+    """Over TCP every kernel warned on stderr that its traffic is unencrypted; IPC opens no port.
+    A socket path over about 100 bytes cannot be bound, so a long runtime folder keeps TCP."""
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", "/tmp/rt")  # the paths are only named, never created
+    assert execute.kernel_config().KernelManager.transport == "ipc"
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", "/tmp/" + "x" * 80)
+    assert execute.kernel_config().KernelManager.transport == "tcp"

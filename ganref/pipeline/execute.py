@@ -29,6 +29,21 @@ from ganref.pipeline import report
 _ENV_LOCK = threading.Lock()
 
 
+def kernel_config() -> Any:
+    """The kernel manager's settings: IPC sockets (files in Jupyter's runtime folder) where they work.
+
+    Over TCP a kernel opens ports on 127.0.0.1 and warns that its traffic is unencrypted; IPC opens
+    none. Unix sockets exist only off Windows and take paths of at most about 100 bytes, so a
+    long runtime folder keeps TCP.
+    """
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets.config import Config
+
+    socket_path = os.path.join(jupyter_runtime_dir(), "kernel-" + "0" * 36 + "-ipc-4")
+    ipc = os.name != "nt" and len(socket_path.encode()) < 100
+    return Config({"KernelManager": {"transport": "ipc" if ipc else "tcp"}})
+
+
 @dataclass(frozen=True)
 class Task:
     """What a worker needs to run one chapter at one seed.
@@ -151,7 +166,7 @@ def execute(task: Task, progress: bool = False) -> TaskResult:
                     str(source_nb), str(notebook), kernel_name="python3", cwd=cwd,
                     parameters={"profile": task.profile, "device": task.device, "seed": task.seed,
                                 "results_path": str(results)},
-                    progress_bar=progress, log_output=False)
+                    progress_bar=progress, log_output=False, config=kernel_config())
                 ok = True
             except Exception as err:  # papermill.PapermillExecutionError, kernel failures, a bad source
                 error, cell = cell_error(err)
