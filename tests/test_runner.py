@@ -220,3 +220,17 @@ def test_kernels_use_ipc_sockets_unless_the_runtime_folder_is_too_long(monkeypat
     assert execute.kernel_config().KernelManager.transport == "ipc"
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", "/tmp/" + "x" * 80)
     assert execute.kernel_config().KernelManager.transport == "tcp"
+
+
+def test_tasks_start_longest_first_by_their_last_run(tmp_path):
+    """With 2 workers and 13 chapters in order, the 8-minute chapter 13 started last and ran alone; the
+    longest-processing-time rule starts it first. A chapter never run (or unreadable) goes before all."""
+    out = tmp_path / "smoke"
+    for stem, seconds in (("01_a", 30.0), ("02_b", 300.0), ("03_c", 90.4)):
+        report.Report(stem, stem, "smoke", "cpu", 0, out / f"{stem}.json").record(x=1)
+        report.mark(out / f"{stem}.json", "complete", seconds=seconds)
+    (out / "05_e.json").write_text("{not json", encoding="utf-8")
+    tasks = [runner.Task(stem, "", "smoke", "cpu", 0) for stem in ("01_a", "02_b", "03_c", "04_d", "05_e")]
+    order = runner.longest_first(out, tasks)
+    assert order == {("01_a", 0): 30, ("02_b", 0): 300, ("03_c", 0): 90, ("04_d", 0): 301, ("05_e", 0): 301}
+    assert runner.longest_first(out, [runner.Task("01_a", "", "smoke", "cpu", 1)]) == {("01_a", 1): 1}

@@ -48,8 +48,10 @@ def connect(jobs: int, scheduler: str | None = None) -> Iterator[Any]:
 
 
 def as_finished(client: Any, fn: Callable[[T], Any], tasks: Sequence[T], progress: bool = True,
-                name: Callable[[T], str] = str) -> Iterator[tuple[T, Any]]:
+                name: Callable[[T], str] = str, priority: Callable[[T], int] | None = None) -> Iterator[tuple[T, Any]]:
     """Submit ``fn(task)`` for every task; yield ``(task, result)`` in the order they finish.
+
+    ``priority(task)``: Dask starts the tasks of higher priority first (ties in submission order).
 
     ``result`` is the exception when the task itself failed on the cluster (its worker died, it
     could not be unpickled there, ...). Tasks not yet finished when the caller stops (Ctrl-C) are
@@ -58,7 +60,8 @@ def as_finished(client: Any, fn: Callable[[T], Any], tasks: Sequence[T], progres
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    futures = {client.submit(fn, t, key=f"ganref-{name(t)}-{uuid.uuid4().hex[:8]}", pure=False): t for t in tasks}
+    futures = {client.submit(fn, t, key=f"ganref-{name(t)}-{uuid.uuid4().hex[:8]}", pure=False,
+                             priority=priority(t) if priority else 0): t for t in tasks}
     bar = tqdm(total=len(futures), desc="tasks", unit="task", file=sys.stderr, disable=not progress, leave=True)
     try:
         for future in as_completed(futures, loop=client.loop):

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 from ganref.pipeline import cluster, report
 from ganref.pipeline.execute import Task, TaskResult, execute
+from ganref.pipeline.results import results_report  # `ganref results`: tables over seeds
 from ganref.utils import PROFILES, atomic_write, check_positive_int, device as pick_device, resolve_profile
 
 ROOT_ENV = "GANREF_ROOT"
@@ -289,6 +290,30 @@ def run_chapter(source: Path, out_dir: Path, profile: str, device: str, seed: in
     return outcome
 
 
+def last_seconds(out_dir: Path, task: Task) -> float | None:
+    """The wall time of the task's last stored run (complete or failed), or ``None`` if there is none."""
+    folder = seed_folder(out_dir, task.seed)
+    for path in (folder / f"{task.chapter}.json", folder / report.FAILED / f"{task.chapter}.json"):
+        try:
+            seconds = report.load(path).get("seconds")
+        except (OSError, ValueError):
+            continue
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds >= 0:
+            return float(seconds)
+    return None
+
+
+def longest_first(out_dir: Path, tasks: Sequence[Task]) -> dict[tuple[str, int], int]:
+    """Dask priorities that start the longest tasks first (by their last run), the never-run ones before all.
+
+    With fewer workers than tasks, a long chapter started last keeps one worker busy while the others
+    idle; starting it first shortens the whole run (the longest-processing-time rule).
+    """
+    known = {(t.chapter, t.seed): last_seconds(out_dir, t) for t in tasks}
+    top = max([s for s in known.values() if s is not None], default=0.0)
+    return {k: round(top + 1 if s is None else s) for k, s in known.items()}
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -308,6 +333,7 @@ def run(chapters: list[str] | None = None, profile: str | None = None, device: s
     The local cluster's workers are started with ``spawn``: a script that calls ``run`` needs the
     ``if __name__ == "__main__":`` guard (the command line and notebooks do not).
 
+    Tasks start longest first, by the wall time of their last stored run (:func:`longest_first`).
     Every finished task is stored as soon as it arrives; a failed one does not stop the others.
     On Ctrl-C (or SIGTERM) the tasks still running are cancelled and the cluster is closed; what
     was stored stays, and the unfinished tasks' staging folders say "interrupted" until the next run.
@@ -334,8 +360,10 @@ def run(chapters: list[str] | None = None, profile: str | None = None, device: s
     try:
         with cluster.connect(min(jobs, len(tasks)), scheduler) as client:
             stages.update({(t.chapter, t.seed): open_stage(out_dir, t.chapter, t.seed) for t in tasks})
+            order = longest_first(out_dir, tasks)
             for task, result in cluster.as_finished(client, execute, tasks, progress,
-                                                    name=lambda t: f"{t.chapter}-seed{t.seed}"):
+                                                    name=lambda t: f"{t.chapter}-seed{t.seed}",
+                                                    priority=lambda t: order[(t.chapter, t.seed)]):
                 outcomes.append(store(result, out_dir, stages.pop((task.chapter, task.seed)), task))
                 cluster.say(_describe(outcomes[-1]))
     except Exception:  # not an interrupt (whose unfinished stages say "interrupted"): nothing is left half-done
@@ -365,18 +393,5 @@ def summary_table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def results_report(profile: str | None = None, out: str | os.PathLike = "runs", show: str = "headlines",
-                   fmt: str = "text") -> tuple[str, list[str]]:
-    """The results of ``<out>/<profile>`` over seeds and the chapters it flags (see :mod:`ganref.pipeline.results`)."""
-    from ganref.pipeline import results
-
-    return results.results_report(profile, out, show=show, fmt=fmt)
-
-
-def results_table(profile: str | None = None, out: str | os.PathLike = "runs") -> str:
-    """The results of every chapter run at ``profile``, with the papers' numbers beside them (flags included)."""
-    return results_report(profile, out)[0]
-
-
 __all__ = ["PROFILES", "list_chapters", "select_chapters", "check_options", "check_seeds", "seed_folder",
-           "run_chapter", "run", "store", "results_table", "results_report", "project_root"]
+           "run_chapter", "run", "store", "results_report", "longest_first", "project_root"]
