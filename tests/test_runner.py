@@ -213,13 +213,14 @@ def test_checks_come_before_any_kernel(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(os.name == "nt", reason="Unix sockets: not on Windows")
-def test_kernels_use_ipc_sockets_unless_the_runtime_folder_is_too_long(monkeypatch):
-    """Over TCP every kernel warned on stderr that its traffic is unencrypted; IPC opens no port.
-    A socket path over about 100 bytes cannot be bound, so a long runtime folder keeps TCP."""
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", "/tmp/rt")  # the paths are only named, never created
-    assert execute.kernel_config().KernelManager.transport == "ipc"
-    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", "/tmp/" + "x" * 80)
-    assert execute.kernel_config().KernelManager.transport == "tcp"
+def test_kernels_use_ipc_sockets_of_their_own_unless_the_path_is_too_long():
+    """Over TCP every kernel warned on stderr that its traffic is unencrypted; IPC opens no port. Two
+    kernels with the default socket name in one working directory took each other's sockets (Invalid
+    Signature), so each task names its own; a socket path over about 100 bytes cannot be bound: TCP."""
+    a, b = execute.kernel_config(Path("/tmp/task-a")), execute.kernel_config(Path("/tmp/task-b"))
+    assert a.KernelManager.transport == b.KernelManager.transport == "ipc"
+    assert a.KernelManager.ip == "/tmp/task-a/kernel-ipc" and b.KernelManager.ip != a.KernelManager.ip
+    assert execute.kernel_config(Path("/tmp/" + "x" * 80)).KernelManager.transport == "tcp"
 
 
 def test_tasks_start_longest_first_by_their_last_run(tmp_path):

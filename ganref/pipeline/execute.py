@@ -29,19 +29,20 @@ from ganref.pipeline import report
 _ENV_LOCK = threading.Lock()
 
 
-def kernel_config() -> Any:
-    """The kernel manager's settings: IPC sockets (files in Jupyter's runtime folder) where they work.
+def kernel_config(folder: Path) -> Any:
+    """The kernel manager's settings: IPC sockets in the task's own ``folder`` where they work.
 
-    Over TCP a kernel opens ports on 127.0.0.1 and warns that its traffic is unencrypted; IPC opens
-    none. Unix sockets exist only off Windows and take paths of at most about 100 bytes, so a
-    long runtime folder keeps TCP.
+    Over TCP a kernel opens ports on 127.0.0.1 and warns on stderr that its traffic is unencrypted;
+    IPC opens none. Each task names its own socket files (``<folder>/kernel-ipc-<n>``): two kernels
+    started in one working directory with the default name took each other's sockets. Unix sockets
+    exist only off Windows and take paths of at most about 100 bytes; otherwise TCP.
     """
-    from jupyter_core.paths import jupyter_runtime_dir
     from traitlets.config import Config
 
-    socket_path = os.path.join(jupyter_runtime_dir(), "kernel-" + "0" * 36 + "-ipc-4")
-    ipc = os.name != "nt" and len(socket_path.encode()) < 100
-    return Config({"KernelManager": {"transport": "ipc" if ipc else "tcp"}})
+    prefix = os.path.join(os.path.abspath(folder), "kernel-ipc")
+    if os.name != "nt" and len((prefix + "-99999").encode()) < 100:
+        return Config({"KernelManager": {"transport": "ipc", "ip": prefix}})
+    return Config({"KernelManager": {"transport": "tcp"}})
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def execute(task: Task, progress: bool = False) -> TaskResult:
                     str(source_nb), str(notebook), kernel_name="python3", cwd=cwd,
                     parameters={"profile": task.profile, "device": task.device, "seed": task.seed,
                                 "results_path": str(results)},
-                    progress_bar=progress, log_output=False, config=kernel_config())
+                    progress_bar=progress, log_output=False, config=kernel_config(work))
                 ok = True
             except Exception as err:  # papermill.PapermillExecutionError, kernel failures, a bad source
                 error, cell = cell_error(err)
