@@ -235,3 +235,13 @@ def test_tasks_start_longest_first_by_their_last_run(tmp_path):
     order = runner.longest_first(out, tasks)
     assert order == {("01_a", 0): 30, ("02_b", 0): 300, ("03_c", 0): 90, ("04_d", 0): 301, ("05_e", 0): 301}
     assert runner.longest_first(out, [runner.Task("01_a", "", "smoke", "cpu", 1)]) == {("01_a", 1): 1}
+
+
+def test_tasks_are_submitted_in_priority_order():
+    """A `make` run with priorities but chapter-order submission still started 01 and 02 first: the
+    scheduler gives a task to an idle worker as soon as it arrives."""
+    from ganref.pipeline import cluster
+
+    order = {"01": 30, "02": 300, "03": 90, "04": 301, "05": 301}
+    assert cluster.submission_order(list(order), order.get) == ["04", "05", "02", "03", "01"]
+    assert cluster.submission_order(["b", "a"]) == ["b", "a"]

@@ -47,6 +47,13 @@ def connect(jobs: int, scheduler: str | None = None) -> Iterator[Any]:
         yield client
 
 
+def submission_order(tasks: Sequence[T], priority: Callable[[T], int] | None = None) -> list[T]:
+    """``tasks`` highest priority first, ties in their given order. The scheduler hands a task to an
+    idle worker as soon as it is submitted, so priorities alone would not stop the first tasks
+    submitted from starting first: the order of submission has to follow them too."""
+    return sorted(tasks, key=lambda t: -priority(t)) if priority else list(tasks)
+
+
 def as_finished(client: Any, fn: Callable[[T], Any], tasks: Sequence[T], progress: bool = True,
                 name: Callable[[T], str] = str, priority: Callable[[T], int] | None = None) -> Iterator[tuple[T, Any]]:
     """Submit ``fn(task)`` for every task; yield ``(task, result)`` in the order they finish.
@@ -61,7 +68,7 @@ def as_finished(client: Any, fn: Callable[[T], Any], tasks: Sequence[T], progres
     from tqdm.auto import tqdm
 
     futures = {client.submit(fn, t, key=f"ganref-{name(t)}-{uuid.uuid4().hex[:8]}", pure=False,
-                             priority=priority(t) if priority else 0): t for t in tasks}
+                             priority=priority(t) if priority else 0): t for t in submission_order(tasks, priority)}
     bar = tqdm(total=len(futures), desc="tasks", unit="task", file=sys.stderr, disable=not progress, leave=True)
     try:
         for future in as_completed(futures, loop=client.loop):
