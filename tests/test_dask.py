@@ -269,6 +269,12 @@ def _tree(pid: int) -> list[int]:
         return []
 
 
+def _json_files(folder: Path) -> list[Path]:
+    """The JSON files under ``folder`` while a run changes it: ``os.walk`` skips a staging folder that
+    vanishes between listing and reading it, where ``Path.rglob`` raised FileNotFoundError."""
+    return [Path(d) / f for d, _, files in os.walk(folder) for f in files if f.endswith(".json")]
+
+
 @pytest.mark.slow
 def test_killing_the_command_mid_run_leaves_every_file_complete(tmp_path, throwaway_project):
     """`kill -9` or Ctrl-C while results arrive: every file is old or new, never half; no process is left behind."""
@@ -287,7 +293,7 @@ def test_killing_the_command_mid_run_leaves_every_file_complete(tmp_path, throwa
         deadline = time.monotonic() + 600
         while proc.poll() is None and time.monotonic() < deadline:
             children |= set(_tree(proc.pid))
-            stored = [p for p in run.rglob("*.json") if "running" not in p.parts]
+            stored = [p for p in _json_files(run) if "running" not in p.parts]
             if len(stored) >= kill_after:
                 proc.send_signal(sig)
                 killed += 1
