@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import inspect
 import io
+import json
 import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ganref.utils import atomic_write
 
@@ -67,6 +70,49 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write(path, buf.getvalue())
+
+
+def weights_sha256(module: nn.Module) -> str:
+    """SHA-256 of a module's state dict (names and bytes, in name order): what identifies trained weights."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def key_digest(key: Mapping[str, Any], length: int = 12) -> str:
+    """The first ``length`` hex digits of the SHA-256 of ``key`` as sorted JSON: a file name for a cache entry."""
+    return hashlib.sha256(json.dumps(dict(key), sort_keys=True).encode()).hexdigest()[:length]
+
+
+def cached_arrays(path: str | os.PathLike, key: Mapping[str, Any],
+                  make: Callable[[], Mapping[str, Tensor]]) -> dict[str, Tensor]:
+    """The tensors stored at ``path`` (a .npz, no pickles) if written for ``key``, else ``make()`` stored there.
+
+    ``key`` (JSON-able: settings, seeds, a :func:`weights_sha256`) says what made the arrays; the file is
+    written atomically, so a stopped run leaves no half file.
+
+    Raises:
+        ValueError: the file exists but was written for another key (it is left as it is: remove it or
+            pick another path), or ``make()`` returned the name ``"key"``.
+    """
+    key = json.loads(json.dumps(dict(key), sort_keys=True))  # what reading it back gives
+    if os.path.exists(path):
+        with np.load(path, allow_pickle=False) as f:
+            have = json.loads(str(f["key"]))
+            if have != key:
+                diff = {k: (have.get(k), v) for k in sorted(set(key) | set(have)) if have.get(k) != (v := key.get(k))}
+                raise ValueError(f"cache {path} was written for another teacher, profile or setting "
+                                 f"(field: (in file, wanted) = {diff}); nothing was overwritten: delete it to rebuild")
+            return {name: torch.from_numpy(f[name]) for name in f.files if name != "key"}
+    arrays = {name: t.detach().cpu() for name, t in make().items()}
+    if "key" in arrays:
+        raise ValueError("make() must not return an array named 'key': the cache keeps its key under that name")
+    buf = io.BytesIO()
+    np.savez(buf, key=np.array(json.dumps(key, sort_keys=True)), **{n: t.numpy() for n, t in arrays.items()})
+    atomic_write(path, buf.getvalue())
+    return arrays
 
 
 def save_checkpoint(state: "State", path: str | os.PathLike, run_info: Mapping[str, Any] | None = None,

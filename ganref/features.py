@@ -67,6 +67,24 @@ class DigitsClassifier(nn.Module):
         self._check(x)
         return self.body(x)
 
+    def perceptual(self, x: Tensor) -> Tensor:
+        r"""LPIPS-style features (B, 16*64 + 32*64 + 64*16) of images (B, 1, 8, 8), differentiable.
+
+        The three conv layers' ReLU activations :math:`a_l`, each unit-normalized over channels at every
+        pixel and scaled by :math:`1/\sqrt{H_l W_l}`, flattened and joined: the squared distance of two
+        images' vectors is :math:`\sum_l \frac{1}{H_l W_l}\sum_{h,w} \|\hat a_l(x) - \hat a_l(y)\|^2`,
+        LPIPS (Zhang et al. 2018, arXiv:1801.03924, Eq. (1)) with unit weights :math:`w_l = 1` on this
+        network's conv layers instead of a learned head on AlexNet/VGG.
+        """
+        self._check(x)
+        parts, h = [], x
+        for i, layer in enumerate(self.body[:7]):  # conv1, relu, conv2, relu, pool, conv3, relu
+            h = layer(h)
+            if i in (1, 3, 6):  # after each ReLU: (B, 16, 8, 8), (B, 32, 8, 8), (B, 64, 4, 4)
+                unit = h / (h.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)  # LPIPS's channel normalization
+                parts.append(unit.flatten(1) / math.sqrt(h.shape[2] * h.shape[3]))
+        return torch.cat(parts, dim=1)
+
     def forward(self, x: Tensor) -> Tensor:
         """Logits (B, 10)."""
         return self.head(self.features(x))

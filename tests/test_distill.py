@@ -6,7 +6,7 @@ import functools
 import pytest
 import torch
 
-from ganref import data, nets, train, unet
+from ganref import checkpoint, data, nets, train, unet
 from ganref.data import GaussianMixture
 from ganref.methods import ddpm
 from ganref.methods import distill as dl
@@ -86,26 +86,69 @@ def test_ode_pairs_deterministic_and_equal_to_sample_ddim(schedule):
     assert not torch.equal(z1, z3)
 
 
-def test_cache_round_trip_and_refusal(tmp_path):
+def test_pair_cache_round_trip_and_refusal(tmp_path):
+    """The chapter's pair cache: keyed by the teacher's weights and the profile; another key is refused."""
     path = tmp_path / "runs" / "smoke" / "pairs.npz"
     net = unet.MLPDenoiser(2, 16, 1)
-    key = dict(dl.teacher_key(net, data="grid25", steps=5), profile="smoke")
+
+    def key(model, profile):
+        return dict(data="grid25", steps=5, profile=profile, weights_sha256=checkpoint.weights_sha256(model))
+
     calls = []
 
     def make():
         calls.append(1)
-        return torch.arange(6.0).view(3, 2), -torch.arange(6.0).view(3, 2)
+        return {"z": torch.arange(6.0).view(3, 2), "x": -torch.arange(6.0).view(3, 2)}
 
-    z, x = dl.cached_pairs(path, key, make)
-    z2, x2 = dl.cached_pairs(path, key, make)
-    assert len(calls) == 1 and torch.equal(z, z2) and torch.equal(x, x2)
+    first = checkpoint.cached_arrays(path, key(net, "smoke"), make)
+    again = checkpoint.cached_arrays(path, key(net, "smoke"), make)
+    assert len(calls) == 1 and set(again) == {"z", "x"}
+    assert torch.equal(first["z"], again["z"]) and torch.equal(first["x"], again["x"])
     before = path.read_bytes()
-    for other in (dict(key, profile="cpu"), dict(dl.teacher_key(unet.MLPDenoiser(2, 16, 2), data="grid25", steps=5),
-                                                  profile="smoke")):
-        with pytest.raises(ValueError, match="another teacher or profile"):
-            dl.cached_pairs(path, other, make)
+    for other in (key(net, "cpu"), key(unet.MLPDenoiser(2, 16, 2), "smoke")):
+        with pytest.raises(ValueError, match="another teacher, profile or setting"):
+            checkpoint.cached_arrays(path, other, make)
     assert path.read_bytes() == before and len(calls) == 1
     assert not list(path.parent.glob("*.tmp"))
+
+
+def test_cached_ode_pairs_equal_the_sampler_and_refuse_a_changed_file(tmp_path, schedule):
+    torch.manual_seed(0)
+    teacher, other = unet.MLPDenoiser(2, 16, 1).eval(), unet.MLPDenoiser(2, 16, 1).eval()
+    args = dict(steps=4, seed=3, chunk=8, profile="smoke")
+    with torch.no_grad():
+        z, x = dl.cached_ode_pairs(tmp_path, "pairs", teacher, schedule, (2,), 20, **args)
+        z0, x0 = dl.ode_pairs(teacher, schedule, (2,), 20, steps=4, seed=3, chunk=8)
+    assert torch.equal(z, z0) and torch.equal(x, x0)
+    (path,) = tmp_path.glob("pairs_*.npz")
+    before = path.read_bytes()
+    z1, x1 = dl.cached_ode_pairs(tmp_path, "pairs", teacher, schedule, (2,), 20, **args)
+    assert torch.equal(z1, z0) and torch.equal(x1, x0) and path.read_bytes() == before  # read back
+    dl.cached_ode_pairs(tmp_path, "pairs", other, schedule, (2,), 20, **args)  # another teacher: a file of its own
+    dl.cached_ode_pairs(tmp_path, "pairs", teacher, schedule, (2,), 20, **dict(args, profile="cpu"))
+    assert len(list(tmp_path.glob("pairs_*.npz"))) == 3 and path.read_bytes() == before
+    # a file renamed to the name of another key (or made for another teacher) is refused, not overwritten
+    for target in tmp_path.glob("pairs_*.npz"):
+        target.write_bytes(before)
+    for model, profile in ((other, "smoke"), (teacher, "cpu")):
+        with pytest.raises(ValueError, match="another teacher"):
+            dl.cached_ode_pairs(tmp_path, "pairs", model, schedule, (2,), 20, **dict(args, profile=profile))
+    assert all(p.read_bytes() == before for p in tmp_path.glob("pairs_*.npz"))
+
+
+def test_lr_ramp_reaches_every_optimizer(schedule):
+    from ganref.schedules import Ramp
+
+    teacher, mods = _toy(schedule)
+    cfg = dl.DMD2Config(lr=Ramp(1e-3, 1e-5, 10), d_steps=1, regression="mse")
+    state = train.State(mods, dl.make_optimizers(mods, cfg), torch.Generator().manual_seed(0))
+    batch = (torch.randn(4, 2), torch.randn(4, 2), torch.randn(4, 2))
+    state.step = 5
+    dl.dmd2_step(state, batch, cfg, schedule, teacher)
+    for opt in state.optimizers.values():
+        assert opt.param_groups[0]["lr"] == pytest.approx(Ramp(1e-3, 1e-5, 10)(5), rel=1e-12)
+    with pytest.raises(ValueError, match="lr"):
+        dl.D2GConfig(lr=Ramp(0.0, 1e-3, 10))
 
 
 def _toy(schedule, gan=True):
@@ -170,6 +213,9 @@ def test_bad_input(schedule):
         dl.dmd2_step(state, bad, dl.D2GConfig(), schedule, teacher)
     with pytest.raises(TypeError, match="D2GConfig"):
         functools.partial(dl.d2g_step, cfg=cfg)(state, bad)
+    with pytest.raises(ValueError, match="no features= was given"):
+        dl.dmd2_step(state, (torch.randn(8, 2),) * 3, dl.DMD2Config(gan_g_weight=0, gan_d_weight=0, lam_reg=0.25),
+                     schedule, teacher)
     with pytest.raises(ValueError, match="same"):
         dl.dm_gradient(torch.zeros(2, 2), torch.zeros(2, 3), torch.zeros(2, 2))
     with pytest.raises(ValueError, match="row shape"):

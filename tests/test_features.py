@@ -148,3 +148,26 @@ def test_bad_inputs(model, call, word):
 def test_retraining_reaches_the_shipped_accuracy():
     _, acc = clf.train_classifier(seed=0)
     assert acc >= 0.97
+
+
+def test_perceptual_distance_is_lpips_with_unit_weights(model, test_split):
+    """||P(x) - P(y)||^2 = sum_l mean_hw ||a_l(x)/|a_l(x)| - a_l(y)/|a_l(y)| ||^2 over the conv ReLUs,
+    computed here from forward hooks, apart from the method's own loop (LPIPS Eq. (1), w_l = 1)."""
+    x, y = test_split[0][:6].double(), test_split[0][6:12].double()
+    net = clf.DigitsClassifier().double()
+    net.load_state_dict({k: v.double() for k, v in model.state_dict().items()})
+    acts = []
+    hooks = [net.body[i].register_forward_hook(lambda m, a, out: acts.append(out)) for i in (1, 3, 6)]
+    net.features(x), net.features(y)
+    for h in hooks:
+        h.remove()
+    expected = torch.zeros(6, dtype=torch.float64)
+    for ax, ay in zip(acts[:3], acts[3:]):
+        nx = ax / (ax.norm(dim=1, keepdim=True) + 1e-10)
+        ny = ay / (ay.norm(dim=1, keepdim=True) + 1e-10)
+        expected += (nx - ny).pow(2).sum(1).mean((1, 2))
+    got = (net.perceptual(x) - net.perceptual(y)).pow(2).sum(1)
+    assert net.perceptual(x).shape == (6, 16 * 64 + 32 * 64 + 64 * 16)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
+    assert expected.min() > 0.05  # different digits are far apart
+    assert (net.perceptual(x) - net.perceptual(x.clone())).abs().max() == 0

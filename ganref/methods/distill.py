@@ -28,8 +28,9 @@ score's bottleneck features (non-saturating, G weight 3e-3, D weight 1e-2).
 
 Deviations from the papers:
 
-- The perceptual distance is the squared distance in the book's digits-classifier features (64-D),
-  not E-LatentLPIPS (Diffusion2GAN) or LPIPS (DMD); on 2-D data it is plain MSE. Diffusion2GAN's D is
+- The perceptual distance is LPIPS with unit weights on the book's digits classifier's conv layers
+  (``DigitsClassifier.perceptual``), not E-LatentLPIPS (Diffusion2GAN) or VGG LPIPS (DMD); on 2-D data
+  it is plain MSE. (FID reads the same network's last hidden layer: related features, not the loss itself.) Diffusion2GAN's D is
   a fresh conditional net (z and x concatenated), not the teacher U-Net; no R1, multi-scale or mix-and-match.
 - Teacher and fake score predict eps (chapter 08); mu = x0_hat from eps. DMD's t ~ U[0.02T, 0.98T] is
   kept as fractions of the discrete k in 0..T-1; the fake score trains on every k.
@@ -41,9 +42,6 @@ Deviations from the papers:
 from __future__ import annotations
 
 import copy
-import hashlib
-import io
-import json
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -53,18 +51,19 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ganref.checkpoint import cached_arrays, key_digest, weights_sha256
 from ganref.losses import d_loss_minimax, g_loss_nonsaturating
 from ganref.methods.ddpm import Schedule, eps_loss, predict_x0, q_sample, sample_ddim
+from ganref.schedules import Ramp, check_scheduled, set_lr, value_at
 from ganref.train import State
 from ganref.unet import MLPDenoiser, UNet8
-from ganref.utils import (atomic_write, check_betas, check_choice, check_config, check_number,
-                          check_positive, check_positive_int)
+from ganref.utils import check_betas, check_choice, check_config, check_number, check_positive_int
 
-__all__ = ["ode_pairs", "teacher_key", "cached_pairs", "pair_sampler", "Student", "ConditionalD", "GANHead",
+__all__ = ["ode_pairs", "cached_ode_pairs", "pair_sampler", "Student", "ConditionalD", "GANHead",
            "regression_loss", "dm_gradient", "dm_loss", "D2GConfig", "DMD2Config", "make_optimizers",
            "d2g_step", "dmd2_step", "init_from"]
 
-Features = Callable[[Tensor], Tensor]  # image -> (B, F) differentiable features, e.g. the digits classifier's
+Features = Callable[[Tensor], Tensor]  # image -> (B, F) differentiable features, e.g. DigitsClassifier.perceptual
 
 
 # ----------------------------------------------------------------------------- the teacher's ODE pairs
@@ -87,37 +86,20 @@ def ode_pairs(eps_model: Callable, schedule: Schedule, shape: tuple[int, ...], n
     return torch.cat(zs), torch.cat(xs)
 
 
-def teacher_key(model: nn.Module, **settings: object) -> dict:
-    """What identifies a teacher in a pair cache: its settings and the SHA-256 of its weights."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return {**{k: v if isinstance(v, (int, float, str, bool)) else repr(v) for k, v in settings.items()},
-            "weights_sha256": h.hexdigest()}
+def cached_ode_pairs(folder: str | os.PathLike, name: str, eps_model: nn.Module, schedule: Schedule,
+                     shape: tuple[int, ...], n: int, steps: int = 50, seed: int = 0, chunk: int = 500,
+                     device: torch.device | str | None = None, **settings: object) -> tuple[Tensor, Tensor]:
+    """:func:`ode_pairs` cached in ``folder`` as ``<name>_<key digest>.npz``.
 
-
-def cached_pairs(path: str | os.PathLike, key: dict, make: Callable[[], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-    """The pairs stored at ``path`` (a .npz) if written for ``key``, else ``make()`` written there atomically.
-
-    Raises:
-        ValueError: the file exists but was written for another teacher, profile or setting (the file is
-            left as it is: remove it or pick another path).
-    """
-    want = json.dumps(key, sort_keys=True)
-    if os.path.exists(path):
-        with np.load(path, allow_pickle=False) as f:
-            have = json.loads(str(f["key"]))
-            if have != key:
-                diff = {k: (have.get(k), v) for k in sorted(set(key) | set(have)) if have.get(k) != (v := key.get(k))}
-                raise ValueError(f"pair cache {path} was written for another teacher or profile "
-                                 f"(field: (in file, wanted) = {diff}); nothing was overwritten: delete it to rebuild")
-            return torch.from_numpy(f["z"]), torch.from_numpy(f["x"])
-    z, x = make()
-    buf = io.BytesIO()
-    np.savez(buf, z=z.numpy(), x=x.numpy(), key=np.array(want))
-    atomic_write(path, buf.getvalue())
-    return z, x
+    The key holds ``settings`` (profile, data, ...), the sampler's arguments and the SHA-256 of the
+    teacher's weights, so another teacher or setting gets a file of its own; a file whose stored key is not
+    the one its name promises is refused and left as it is (:func:`ganref.checkpoint.cached_arrays`)."""
+    key = dict(settings, shape=list(shape), n=n, steps=steps, seed=seed, chunk=chunk,
+               weights_sha256=weights_sha256(eps_model))
+    path = os.path.join(folder, f"{name}_{key_digest(key)}.npz")
+    arrays = cached_arrays(path, key, lambda: dict(zip(("z", "x"), ode_pairs(eps_model, schedule, shape, n, steps,
+                                                                              seed, chunk, device))))
+    return arrays["z"], arrays["x"]
 
 
 def pair_sampler(z: Tensor, x: Tensor, real: Tensor, batch_size: int, device: torch.device | str = "cpu"):
@@ -206,8 +188,9 @@ class GANHead(nn.Module):
 
 
 def regression_loss(x_hat: Tensor, x: Tensor, features: Features | None = None) -> Tensor:
-    """d(G(z), x): mean squared distance of ``features(.)`` (the perceptual variant; E-LatentLPIPS in
-    Diffusion2GAN Eq. (3)), or of the samples themselves when ``features`` is None (the MSE ablation)."""
+    """d(G(z), x): squared distance of ``features(.)`` (the perceptual variant, e.g.
+    ``DigitsClassifier.perceptual``; E-LatentLPIPS in Diffusion2GAN Eq. (3)), or of the samples themselves
+    when ``features`` is None (the MSE ablation); summed over features, averaged over the batch."""
     if x_hat.shape != x.shape:
         raise ValueError(f"student output has shape {tuple(x_hat.shape)} but the teacher's x has {tuple(x.shape)}")
     if features is not None:
@@ -234,8 +217,8 @@ def dm_loss(x: Tensor, grad: Tensor) -> Tensor:
 class D2GConfig:
     """Diffusion2GAN-style student: regression to the teacher's pairs + lambda * conditional GAN."""
 
-    lr: float = 1e-4
-    # book's choice: Diffusion2GAN does not state its optimizer settings for the student
+    lr: float | Ramp = 1e-4
+    # book's choice: Diffusion2GAN does not state its optimizer settings for the student (a Ramp decays it)
     betas: tuple[float, float] = (0.5, 0.999)
     # book's choice (the GAN chapters' Adam betas)
     lam_gan: float = 0.1
@@ -246,7 +229,7 @@ class D2GConfig:
     # Diffusion2GAN: one D step per G step
 
     def __post_init__(self) -> None:
-        check_positive("lr", self.lr)
+        check_scheduled("lr", self.lr, low=0, low_open=True)
         check_betas("betas", self.betas)
         check_number("lam_gan", self.lam_gan, low=0)
         check_choice("regression", self.regression, ("feature", "mse"))
@@ -257,8 +240,8 @@ class D2GConfig:
 class DMD2Config:
     """DMD2: distribution matching + two time-scale fake-score updates + optional GAN head and DMD regression."""
 
-    lr: float = 1e-4
-    # book's choice for tiny nets (DMD2 ImageNet: AdamW 2e-6)
+    lr: float | Ramp = 1e-4
+    # book's choice for tiny nets (DMD2 ImageNet: AdamW 2e-6); a Ramp decays it
     betas: tuple[float, float] = (0.9, 0.999)
     # DMD2: AdamW (0.9, 0.999)
     d_steps: int = 5
@@ -277,7 +260,7 @@ class DMD2Config:
     # DMD: LPIPS (here the classifier features), "mse" for points
 
     def __post_init__(self) -> None:
-        check_positive("lr", self.lr)
+        check_scheduled("lr", self.lr, low=0, low_open=True)
         check_betas("betas", self.betas)
         check_positive_int("d_steps", self.d_steps)
         check_number("t_min", self.t_min, low=0, high=1, low_open=True)
@@ -292,13 +275,28 @@ class DMD2Config:
 def make_optimizers(modules: dict[str, nn.Module], cfg: D2GConfig | DMD2Config) -> dict[str, torch.optim.Optimizer]:
     """Adam for "G" and for "D" (Diffusion2GAN's ConditionalD) or "fake" (+ "head"; DMD2)."""
     check_config(cfg, (D2GConfig, DMD2Config), "distill.make_optimizers")
-    opts = {"G": torch.optim.Adam(modules["G"].parameters(), lr=cfg.lr, betas=cfg.betas)}
+    lr = value_at(cfg.lr, 0)
+    opts = {"G": torch.optim.Adam(modules["G"].parameters(), lr=lr, betas=cfg.betas)}
     if "D" in modules:
-        opts["D"] = torch.optim.Adam(modules["D"].parameters(), lr=cfg.lr, betas=cfg.betas)
+        opts["D"] = torch.optim.Adam(modules["D"].parameters(), lr=lr, betas=cfg.betas)
     if "fake" in modules:
         params = [*modules["fake"].parameters(), *(modules["head"].parameters() if "head" in modules else [])]
-        opts["fake"] = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+        opts["fake"] = torch.optim.Adam(params, lr=lr, betas=cfg.betas)
     return opts
+
+
+def _set_lrs(state: State, cfg: D2GConfig | DMD2Config) -> None:  # every optimizer at the step's lr
+    for opt in state.optimizers.values():
+        set_lr(opt, value_at(cfg.lr, state.step))
+
+
+def _distance_features(cfg: D2GConfig | DMD2Config, features: Features | None) -> Features | None:
+    if cfg.regression == "mse":
+        return None
+    if features is None:
+        raise ValueError("cfg.regression is 'feature' but no features= was given: pass a differentiable "
+                         "image -> (B, F) map such as classifier.perceptual, or set regression='mse'")
+    return features
 
 
 def _check_pair(G: nn.Module, z: Tensor, x: Tensor) -> None:
@@ -315,6 +313,7 @@ def d2g_step(state: State, batch: tuple[Tensor, Tensor, Tensor], cfg: D2GConfig,
     check_config(cfg, D2GConfig, "distill.d2g_step")
     G, (z, x, _) = state.modules["G"], batch
     _check_pair(G, z, x)
+    _set_lrs(state, cfg)
     out: dict[str, Tensor] = {}
 
     # --- D maximizes E log D(z, x_teacher) + E log(1 - D(z, G(z)))           Diffusion2GAN Sec. 3.2
@@ -326,7 +325,7 @@ def d2g_step(state: State, batch: tuple[Tensor, Tensor, Tensor], cfg: D2GConfig,
         out["d_loss"] = d_loss.detach()
 
     # --- G minimizes d(G(z), x) + lambda_GAN * E[-log D(z, G(z))]             Diffusion2GAN Eq. (3)-(4)
-    reg = regression_loss(x_hat := G(z), x, features if cfg.regression == "feature" else None)
+    reg = regression_loss(x_hat := G(z), x, _distance_features(cfg, features))
     g_loss = reg + (cfg.lam_gan * g_loss_nonsaturating(state.modules["D"](z, x_hat)) if cfg.lam_gan > 0 else 0.0)
     state.optimizers["G"].zero_grad(set_to_none=True)
     g_loss.backward()
@@ -344,6 +343,7 @@ def dmd2_step(state: State, batch: tuple[Tensor, Tensor, Tensor], cfg: DMD2Confi
     G, fake, opt_f = state.modules["G"], state.modules["fake"], state.optimizers["fake"]
     z_pair, x_pair, real = batch
     _check_pair(G, z_pair, x_pair)
+    _set_lrs(state, cfg)
     head = state.modules.get("head") if cfg.gan_g_weight > 0 or cfg.gan_d_weight > 0 else None
     B, T, ks = real.shape[0], schedule.T, schedule.timesteps  # ks: the network's step of each schedule row
 
@@ -384,7 +384,7 @@ def dmd2_step(state: State, batch: tuple[Tensor, Tensor, Tensor], cfg: DMD2Confi
         g_loss = g_loss + cfg.gan_g_weight * g_gan
         out.update(d_loss=d_loss.detach(), g_gan=g_gan.detach())
     if cfg.lam_reg > 0:
-        reg = regression_loss(G(z_pair), x_pair, features if cfg.regression == "feature" else None)
+        reg = regression_loss(G(z_pair), x_pair, _distance_features(cfg, features))
         g_loss = g_loss + cfg.lam_reg * reg
         out["regression"] = reg.detach()
     state.optimizers["G"].zero_grad(set_to_none=True)

@@ -24,7 +24,9 @@ from typing import Any, Mapping
 
 import torch
 
-from ganref.pipeline.report import Report
+from pathlib import Path
+
+from ganref.pipeline.report import Report, hand_root
 from ganref.utils import PROFILES, check_positive_int, device as pick_device, resolve_profile, seed_everything
 
 
@@ -39,6 +41,12 @@ class Chapter:
     budget: Mapping[str, Any]
     report: Report
     generator: torch.Generator
+
+    @property
+    def cache_dir(self) -> Path:
+        """``<project>/runs/<profile>/cache/``: what a chapter computes once and reads back on reruns
+        (teachers' ODE pairs, ...), each file named by a digest of what made it."""
+        return hand_root() / "runs" / self.profile / "cache"
 
     def check(self, ok: bool, message: str) -> bool:
         """A lesson's check on trained numbers: at ``cpu`` and ``full`` a failure raises

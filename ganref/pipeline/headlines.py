@@ -153,6 +153,11 @@ HEADLINES: dict[str, list[Headline]] = {
         H("grid25_reg_modes", "higher", "grid25 modes of the regression student (noise-image pairs)"),
         H("grid25_ddpm_modes", "higher", "grid25 modes of the teacher, DDPM 1,000 steps"),
         H("grid25_dmd2_speedup_vs_ddpm", "higher", "sampling speed-up of the student over the teacher"),
+        H("digits_ddim50_fid", "lower", "digits FID of the teacher, DDIM 50 steps"),
+        H("digits_reg_lpips_fid", "lower", "digits FID of the perceptual-regression student"),
+        H("digits_reg_gan_fid", "lower", "digits FID of the regression + conditional GAN student"),
+        H("digits_dmd2_fid", "lower", "digits FID of the DMD2 student"),
+        H("digits_best_fid_gap_to_ddim50", "lower", "best digits student's FID over DDIM-50's, minus 1"),
     ],
     "12_compression": [
         H("teacher_fid", "lower", "digits FID of the teacher generator"),
@@ -226,9 +231,15 @@ BENCHMARK_ROWS: dict[str, dict[str, dict[str, str]]] = {
                         ("onecall_gan", "GAN, one call (ch. 10)"))
     },
     "11_distill": {
-        name: {**_grid(f"grid25_{v}_"), "nfe": f"grid25_{v}_nfe", "sampling_seconds": f"grid25_{v}_seconds_per_1000"}
-        for v, name in (("dmd2", "DMD2 student (one step)"), ("dmd2_nogan", "DMD2 student without its GAN loss"),
-                        ("reg", "regression student (noise-sample pairs)"), ("ddpm", "teacher, DDPM 1,000 steps (ch. 11)"))
+        name: {**_digits(f"digits_{d}_"), "nfe": f"digits_{d}_nfe",  # the grid's sampling time, as chapters 08, 10
+               **({**_grid(f"grid25_{g}_"), "sampling_seconds": f"grid25_{g}_seconds_per_1000"} if g else {})}
+        for g, d, name in (("dmd2", "dmd2", "DMD2 student (one step)"),
+                           ("dmd2_nogan", "dmd2_nogan", "DMD2 student without its GAN loss"),
+                           ("reg", "reg_mse", "regression student, MSE (noise-sample pairs)"),
+                           (None, "reg_lpips", "regression student, perceptual distance"),
+                           ("reg_gan", "reg_gan", "regression + conditional GAN student"),
+                           ("ddpm", "ddpm", "teacher, DDPM 1,000 steps (ch. 11)"),
+                           ("ddim50", "ddim50", "teacher, DDIM 50 steps (ch. 11)"))
     },
     "12_compression": {
         "teacher GAN (ch. 12)": {f"digits_{m}": f"teacher_{m}" for m in ("fid", "kid", "precision", "recall")},
