@@ -149,9 +149,7 @@ HEADLINES: dict[str, list[Headline]] = {
     ],
     "11_distill": [
         H("grid25_dmd2_modes", "higher", "grid25 modes of the DMD2 one-step student"),
-        H("grid25_dmd2_high_quality", "higher", "grid25 high-quality share of the DMD2 student"),
         H("grid25_reg_modes", "higher", "grid25 modes of the regression student (noise-image pairs)"),
-        H("grid25_ddpm_modes", "higher", "grid25 modes of the teacher, DDPM 1,000 steps"),
         H("grid25_dmd2_speedup_vs_ddpm", "higher", "sampling speed-up of the student over the teacher"),
         H("digits_ddim50_fid", "lower", "digits FID of the teacher, DDIM 50 steps"),
         H("digits_reg_lpips_fid", "lower", "digits FID of the perceptual-regression student"),
