@@ -30,8 +30,9 @@ Deviations from the papers:
 
 - The perceptual distance is LPIPS with unit weights on the book's digits classifier's conv layers
   (``DigitsClassifier.perceptual``), not E-LatentLPIPS (Diffusion2GAN) or VGG LPIPS (DMD); on 2-D data
-  it is plain MSE. (FID reads the same network's last hidden layer: related features, not the loss itself.) Diffusion2GAN's D is
-  a fresh conditional net (z and x concatenated), not the teacher U-Net; no R1, multi-scale or mix-and-match.
+  it is plain MSE. (FID reads the same network's last hidden layer: related features, not the loss
+  itself.) Diffusion2GAN's D is a fresh conditional net (z and x concatenated), not the teacher U-Net;
+  no R1, multi-scale or mix-and-match.
 - Teacher and fake score predict eps (chapter 08); mu = x0_hat from eps. DMD's t ~ U[0.02T, 0.98T] is
   kept as fractions of the discrete k in 0..T-1; the fake score trains on every k.
 - The student is the teacher's network evaluated at the fixed step k = T - 1, initialized from the
@@ -257,7 +258,7 @@ class DMD2Config:
     lam_reg: float = 0.0
     # DMD2 drops it; DMD uses 0.25 (0.5 for unconditional CIFAR)
     regression: str = "feature"
-    # DMD: LPIPS (here the classifier features), "mse" for points
+    # DMD: LPIPS (here DigitsClassifier.perceptual), "mse" for points
 
     def __post_init__(self) -> None:
         check_scheduled("lr", self.lr, low=0, low_open=True)
